@@ -10,12 +10,22 @@ import importlib
 import re
 from typing import Any
 
-from internvla_msgs.msg import ActionChunk, BoundingBox2D, Keypoint2D, Point2D, PolicyStatus, SpatialPrompt, Trace2D
+from internvla_msgs.msg import (
+    ActionChunk,
+    BoundingBox2D,
+    Keypoint2D,
+    Point2D,
+    PolicyStatus,
+    SpatialPrompt,
+    Trace2D,
+)
 from internvla_msgs.srv import Ground
 
 MESSAGE_TYPES = (Point2D, BoundingBox2D, Keypoint2D, Trace2D, SpatialPrompt, ActionChunk, PolicyStatus)
 
-_INTEGER_TYPES = {"int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "byte", "octet", "char"}
+_INTEGER_TYPES = {
+    "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "byte", "octet", "char",
+}
 _FLOAT_TYPES = {"float", "double", "float32", "float64"}
 
 

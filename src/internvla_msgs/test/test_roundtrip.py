@@ -15,8 +15,8 @@ from rclpy.executors import SingleThreadedExecutor
 from internvla_msgs.srv import Ground
 
 sys.path.insert(0, str(Path(__file__).parent))
-from echo_node import QOS  # noqa: E402
-from message_samples import MESSAGE_TYPES, differs_everywhere, fill, ground_request, ground_response  # noqa: E402
+from echo_node import QOS
+from message_samples import MESSAGE_TYPES, differs_everywhere, fill, ground_request, ground_response
 
 TIMEOUT_S = 30.0
 
