@@ -26,6 +26,7 @@ setup(
             "internvla = internvla_bringup.cli:main",
             "sim_robot_node = internvla_bringup.ros.sim_robot_node:main",
             "replay_node = internvla_bringup.ros.replay_node:main",
+            "inference_node = internvla_bringup.ros.inference_node:main",
         ],
     },
 )

@@ -1,0 +1,186 @@
+"""``internvla``: start the graph, talk to it and run the demo where ``ros2`` CLI tools do not exist.
+
+internvla launch franka [--real] [name:=value ...]   the same graph as franka.launch.py
+internvla instruct "pick up the red block"           what `ros2 topic pub /instruction` would do
+internvla status                                      nodes, policy state, last spatial prompt
+internvla enable | disable                            the policy's enable service
+internvla demo                                        simulated Franka, one episode, demo_out/
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from internvla_bringup.graph import LAUNCH_ARGUMENTS, GraphArgumentError, GraphOptions, describe_graph
+from internvla_bringup.profiles import ProfileError, available_profiles, load_profile
+from internvla_bringup.runner import GraphRunner
+
+
+def parse_launch_arguments(items: Sequence[str]) -> dict[str, str]:
+    """``name:=value`` items, as ``ros2 launch`` takes them."""
+    values = {}
+    for item in items:
+        name, sep, value = item.partition(":=")
+        if not sep or not name:
+            raise GraphArgumentError(f"expected name:=value, got {item!r}")
+        values[name] = value
+    return values
+
+
+def _launch(args: argparse.Namespace) -> int:
+    values = parse_launch_arguments(args.arguments)
+    if args.real:
+        values["sim"] = "false"
+    profile = load_profile(args.robot)
+    log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix=f"internvla-{profile.name}-"))
+    options = GraphOptions.from_arguments({"run_dir": str(log_dir), **values})
+    specs = describe_graph(profile, options, Path(options.run_dir))
+    runnable = []
+    for spec in specs:
+        if spec.optional and not _package_available(spec.package):
+            print(
+                f"internvla: {spec.package} is not installed here; skipping {spec.name} "
+                "(a ROS 2 install or the Docker image has it)"
+            )
+        else:
+            runnable.append(spec)
+    with GraphRunner(runnable, log_dir, max_restarts=args.max_restarts) as runner:
+        print(
+            "internvla: running; Ctrl-C stops the graph. Send an instruction with: "
+            'internvla instruct "pick up the red block"'
+        )
+        runner.wait()
+    return 0
+
+
+def _package_available(package: str) -> bool:
+    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
+
+def _instruct(args: argparse.Namespace) -> int:
+    from internvla_bringup.ros.client import GraphClient
+
+    with GraphClient(instruction_topic=args.topic) as client:
+        matched = client.send_instruction(args.text, wait_for_subscribers_s=args.wait)
+    if not matched:
+        print(
+            f"internvla: sent, but no node subscribes to {args.topic} yet (is the graph running?)",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"internvla: instruction sent to {matched} subscriber(s): {args.text!r}")
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    from internvla_bringup.ros.client import GraphClient
+
+    with GraphClient() as client:
+        deadline = time.monotonic() + args.timeout
+        while time.monotonic() < deadline and client.latest_status is None:
+            time.sleep(0.1)
+        print(client.describe())
+    return 0 if client.latest_status is not None else 1
+
+
+def _enable(args: argparse.Namespace, enable: bool) -> int:
+    from internvla_bringup.ros.client import GraphClient
+
+    with GraphClient() as client:
+        ok, message = client.set_enabled(enable, service=args.service, timeout_s=args.timeout)
+    print(f"internvla: {'enabled' if enable else 'disabled'}" if ok else f"internvla: refused: {message}")
+    return 0 if ok else 1
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from internvla_bringup.demo import DemoSettings, run_demo
+
+    settings = DemoSettings(
+        out_dir=Path(args.out),
+        instruction=args.instruction,
+        seed=args.seed,
+        max_steps=args.max_steps,
+        checkpoint=args.checkpoint,
+        timeout_s=args.timeout,
+    )
+    summary = run_demo(settings)
+    return 0 if summary["commands_published"] > 0 else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="internvla", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    launch = commands.add_parser(
+        "launch",
+        help="start a robot's graph (the launch file's graph, without ros2 launch)",
+        epilog="launch arguments: "
+        + "; ".join(f"{a.name} (default {a.default!r}): {a.description}" for a in LAUNCH_ARGUMENTS),
+    )
+    launch.add_argument(
+        "robot", help=f"profile name ({', '.join(available_profiles())}) or a profile .yaml path"
+    )
+    launch.add_argument("arguments", nargs="*", help="launch arguments as name:=value")
+    launch.add_argument("--sim", action="store_true", help="simulated robot (the default)")
+    launch.add_argument("--real", action="store_true", help="the real robot: same as sim:=false")
+    launch.add_argument(
+        "--log-dir", help="where node logs and parameter files go (default: a new temp folder)"
+    )
+    launch.add_argument(
+        "--max-restarts", type=int, default=3, help="restarts of a crashed node before giving up"
+    )
+    launch.set_defaults(func=_launch)
+
+    instruct = commands.add_parser("instruct", help="send an instruction to the running graph")
+    instruct.add_argument("text")
+    instruct.add_argument("--topic", default="/instruction")
+    instruct.add_argument("--wait", type=float, default=10.0, help="seconds to wait for a subscriber")
+    instruct.set_defaults(func=_instruct)
+
+    status = commands.add_parser("status", help="show the graph's nodes and the policy status")
+    status.add_argument("--timeout", type=float, default=5.0)
+    status.set_defaults(func=_status)
+
+    for name, enable in (("enable", True), ("disable", False)):
+        sub = commands.add_parser(name, help=f"{name} the policy's commands")
+        sub.add_argument("--service", default="/policy/enable")
+        sub.add_argument("--timeout", type=float, default=10.0)
+        sub.set_defaults(func=lambda a, e=enable: _enable(a, e))
+
+    demo = commands.add_parser(
+        "demo", help="simulated Franka with the built-in model: one episode into demo_out/"
+    )
+    demo.add_argument("--out", default="demo_out")
+    demo.add_argument("--instruction", default="pick up the red block")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--max-steps", type=int, default=120, help="control ticks before the episode ends")
+    demo.add_argument("--checkpoint", default="builtin")
+    demo.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit in seconds")
+    demo.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (ProfileError, GraphArgumentError, RuntimeError) as error:
+        print(f"internvla: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
