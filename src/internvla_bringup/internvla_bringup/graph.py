@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import xacro
+import yaml
 
 from internvla_bringup.checkpoints import resolve_checkpoint, resolve_device
 from internvla_bringup.profiles import SPATIAL_PROMPT_MODES, RobotProfile, profile_dir
@@ -346,6 +347,20 @@ def describe_graph(profile: RobotProfile, options: GraphOptions, run_dir: Path) 
             )
         )
     return specs
+
+
+def parameters_document(spec: NodeSpec) -> dict:
+    """ROS 2's ``--params-file`` form, ``{/node: {ros__parameters: ...}}``, per hosted node."""
+    return {f"/{node}": {"ros__parameters": dict(parameters)} for node, parameters in spec.parameters.items()}
+
+
+def write_parameters_file(spec: NodeSpec, directory: Path) -> Path | None:
+    """The one parameters file both the runner and launch_ros pass; None when there are no parameters."""
+    if not spec.parameters:
+        return None
+    path = directory / f"{spec.name}.params.yaml"
+    path.write_text(yaml.safe_dump(parameters_document(spec), sort_keys=False))
+    return path
 
 
 def rviz_config() -> Path:

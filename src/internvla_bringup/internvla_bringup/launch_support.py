@@ -10,11 +10,14 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import yaml
-
-from internvla_bringup.graph import LAUNCH_ARGUMENTS, GraphOptions, NodeSpec, describe_graph
+from internvla_bringup.graph import (
+    LAUNCH_ARGUMENTS,
+    GraphOptions,
+    NodeSpec,
+    describe_graph,
+    write_parameters_file,
+)
 from internvla_bringup.profiles import load_profile
-from internvla_bringup.runner import parameters_document
 
 
 def node_action_arguments(spec: NodeSpec, params_dir: Path) -> dict:
@@ -33,9 +36,8 @@ def node_action_arguments(spec: NodeSpec, params_dir: Path) -> dict:
     }
     if len(spec.parameters) == 1:
         arguments["name"] = next(iter(spec.parameters))
-    if spec.parameters:
-        params_file = params_dir / f"{spec.name}.params.yaml"
-        params_file.write_text(yaml.safe_dump(parameters_document(spec), sort_keys=False))
+    params_file = write_parameters_file(spec, params_dir)
+    if params_file is not None:
         arguments["parameters"] = [str(params_file)]
     return arguments
 

@@ -19,10 +19,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
-from internvla_bringup.graph import NodeSpec
+from internvla_bringup.graph import NodeSpec, write_parameters_file
 
 SHUTDOWN_GRACE_S = 10.0
 RESTART_BACKOFF_S = 1.0
@@ -43,22 +42,14 @@ def executable_path(spec: NodeSpec) -> Path:
     return path
 
 
-def parameters_document(spec: NodeSpec) -> dict:
-    """The ``--params-file`` content for one node: ROS 2's ``{node: {ros__parameters: ...}}`` form."""
-    return {f"/{spec.name}": {"ros__parameters": dict(spec.parameters)}}
 
-
-def command_line(spec: NodeSpec, params_file: Path) -> list[str]:
-    """The node's command line: the same arguments launch_ros passes."""
-    command = [
-        sys.executable,
-        str(executable_path(spec)),
-        "--ros-args",
-        "-r",
-        f"__node:={spec.name}",
-        "--params-file",
-        str(params_file),
-    ]
+def command_line(spec: NodeSpec, params_file: Path | None) -> list[str]:
+    """The node's command line: what launch_ros runs for the same spec (see launch_support)."""
+    command = [sys.executable, str(executable_path(spec)), *spec.arguments, "--ros-args"]
+    if len(spec.parameters) == 1:
+        command += ["-r", f"__node:={next(iter(spec.parameters))}"]
+    if params_file is not None:
+        command += ["--params-file", str(params_file)]
     for source, target in spec.remappings:
         command += ["-r", f"{source}:={target}"]
     return command
@@ -92,8 +83,7 @@ class GraphRunner:
         log_dir.mkdir(parents=True, exist_ok=True)
         self._nodes: list[_Managed] = []
         for spec in specs:
-            params_file = log_dir / f"{spec.name}.params.yaml"
-            params_file.write_text(yaml.safe_dump(parameters_document(spec), sort_keys=False))
+            params_file = write_parameters_file(spec, log_dir)
             self._nodes.append(_Managed(spec, command_line(spec, params_file), log_dir / f"{spec.name}.log"))
         self._monitor = threading.Thread(target=self._watch, name="graph-runner-monitor", daemon=True)
 
