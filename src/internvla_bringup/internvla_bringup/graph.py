@@ -358,6 +358,7 @@ def write_parameters_file(spec: NodeSpec, directory: Path) -> Path | None:
     """The one parameters file both the runner and launch_ros pass; None when there are no parameters."""
     if not spec.parameters:
         return None
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{spec.name}.params.yaml"
     path.write_text(yaml.safe_dump(parameters_document(spec), sort_keys=False))
     return path
