@@ -18,7 +18,7 @@ from pathlib import Path
 
 from internvla_bringup.graph import LAUNCH_ARGUMENTS, GraphArgumentError, GraphOptions, describe_graph
 from internvla_bringup.profiles import ProfileError, available_profiles, load_profile
-from internvla_bringup.runner import GraphRunner
+from internvla_bringup.runner import GraphRunner, package_available
 
 
 def parse_launch_arguments(items: Sequence[str]) -> dict[str, str]:
@@ -42,7 +42,7 @@ def _launch(args: argparse.Namespace) -> int:
     specs = describe_graph(profile, options, Path(options.run_dir))
     runnable = []
     for spec in specs:
-        if spec.optional and not _package_available(spec.package):
+        if spec.optional and not package_available(spec.package):
             print(
                 f"internvla: {spec.package} is not installed here; skipping {spec.name} "
                 "(a ROS 2 install or the Docker image has it)"
@@ -56,16 +56,6 @@ def _launch(args: argparse.Namespace) -> int:
         )
         runner.wait()
     return 0
-
-
-def _package_available(package: str) -> bool:
-    from ament_index_python.packages import PackageNotFoundError, get_package_prefix
-
-    try:
-        get_package_prefix(package)
-    except PackageNotFoundError:
-        return False
-    return True
 
 
 def _instruct(args: argparse.Namespace) -> int:

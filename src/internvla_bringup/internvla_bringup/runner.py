@@ -42,6 +42,14 @@ def executable_path(spec: NodeSpec) -> Path:
     return path
 
 
+def package_available(package: str) -> bool:
+    """Whether the overlay has ``package``: rviz2 and robot_state_publisher are only in full ROS installs."""
+    try:
+        get_package_prefix(package)
+    except PackageNotFoundError:
+        return False
+    return True
+
 
 def command_line(spec: NodeSpec, params_file: Path | None) -> list[str]:
     """The node's command line: what launch_ros runs for the same spec (see launch_support)."""
