@@ -1,0 +1,200 @@
+"""Record scripted-expert episodes as a LeRobot v2.1 dataset with grounding labels.
+
+Action space (the released InternVLA-M1 Franka/WidowX convention, 7-D per frame):
+``action.delta_eef_position`` (3, metres) + ``action.delta_eef_rotation`` (3, roll-pitch-yaw rad) +
+``action.gripper_open`` (1, 1 = open, 0 = closed). Deltas are expressed in the robot base frame
+from the measured tool pose at frame t to the tool pose the expert commands for frame t + 1:
+p_target = p + delta_p and R_target = rpy_to_matrix(delta_rpy) @ R. ``action.joints`` keeps the
+absolute joint targets the IK produced. State columns hold the measured joints, gripper opening
+and tool pose (the URDF tool frame, e.g. panda_hand_tcp).
+
+Grounding labels go to meta/grounding.jsonl: per episode, the scene camera's boxes and points of
+every object every ``label_stride`` frames, the named targets of the instruction and the 2-D trace
+of the tool centre point.
+
+Usage: python -m internvla_bringup.sim.record --out data/sim_expert --episodes 50 --seed 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from internvla_bringup.sim.camera import camera_pose, project
+from internvla_bringup.sim.env import SimEnv
+from internvla_bringup.sim.expert import ScriptedExpert
+from internvla_bringup.sim.lerobot_writer import LeRobotWriter, VectorFeature, write_jsonl
+from internvla_bringup.sim.robots import SCENE_CAMERA
+from internvla_bringup.sim.scene import object_label
+from internvla_bringup.sim.transforms import matrix_to_rpy
+
+XYZ, RPY = ("x", "y", "z"), ("roll", "pitch", "yaw")
+ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_open")
+
+
+def dataset_features(arm_joints: tuple[str, ...]) -> list[VectorFeature]:
+    """The vector columns of a recorded dataset, state first, then actions."""
+    return [
+        VectorFeature("state.joints", arm_joints),
+        VectorFeature("state.gripper_opening", ("opening",)),
+        VectorFeature("state.eef_position", XYZ),
+        VectorFeature("state.eef_rotation", RPY),
+        VectorFeature("action.delta_eef_position", XYZ),
+        VectorFeature("action.delta_eef_rotation", RPY),
+        VectorFeature("action.gripper_open", ("gripper",)),
+        VectorFeature("action.joints", arm_joints),
+    ]
+
+
+def _record_episode(env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int, label_stride: int) -> dict:
+    """Run the expert for one episode, feeding frames to ``writer``; returns the grounding record."""
+    expert = ScriptedExpert(env, control_period=1.0 / fps)
+    frames, trace = [], []
+    k = env.intrinsics(SCENE_CAMERA)
+    for frame in range(max_steps):
+        if expert.done:
+            break
+        pos, rot = env.tcp_pose()
+        images = {f"video.{cam}": env.render_rgb(cam) for cam in env.camera_names}
+        if frame % label_stride == 0:
+            labels = env.grounding_labels(SCENE_CAMERA)
+            frames.append({"frame_index": frame, "objects": [label.to_json() for label in labels]})
+        trace.append([round(float(c), 2) for c in project(pos, *camera_pose(env.data, SCENE_CAMERA), k)[0]])
+        action = expert.act()
+        values = {
+            "state.joints": env.arm_positions(),
+            "state.gripper_opening": [env.gripper_opening()],
+            "state.eef_position": pos,
+            "state.eef_rotation": matrix_to_rpy(rot),
+            "action.delta_eef_position": action.tcp_pos - pos,
+            "action.delta_eef_rotation": matrix_to_rpy(action.tcp_rot @ rot.T),
+            "action.gripper_open": [action.gripper],
+            "action.joints": action.arm_target,
+        }
+        writer.add_frame(values, images)
+        env.command_joints(env.config.arm_joints, action.arm_target)
+        env.command_gripper(action.gripper)
+        env.step(1.0 / fps)
+    return {
+        "camera": SCENE_CAMERA,
+        "video_key": f"video.{SCENE_CAMERA}",
+        "image_size": [env.image_width, env.image_height],
+        "targets": [object_label(name) for name in env.task.named_objects],
+        "frames": frames,
+        "tcp_trace_2d": trace,
+        "expert_retries": expert.retries,
+    }
+
+
+def record_expert_dataset(
+    out_dir: str | Path,
+    episodes: int,
+    seed: int,
+    robot: str = "franka",
+    fps: int = 10,
+    image_size: int = 224,
+    task: str | None = None,
+    max_steps: int = 300,
+    label_stride: int = 10,
+    keep_failures: bool = False,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Record ``episodes`` expert episodes (seeds ``seed``, ``seed + 1``, ...) into ``out_dir``.
+
+    Failed demonstrations are dropped unless ``keep_failures``; at most twice as many seeds as
+    ``episodes`` are tried. ``task`` None draws a task of the family per seed. Returns the dataset root.
+    """
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if image_size < 16 or image_size % 2:
+        raise ValueError(
+            f"image_size must be an even number of pixels >= 16 (yuv420p video), got {image_size}"
+        )
+    if not 1 <= fps <= 60:
+        raise ValueError(f"fps must be within 1..60, got {fps}")
+    started = time.monotonic()
+    with SimEnv(robot, image_size, image_size, seed=seed, task=task) as env:
+        writer = LeRobotWriter(
+            Path(out_dir),
+            fps,
+            env.config.robot_type,
+            dataset_features(env.config.arm_joints),
+            [f"video.{cam}" for cam in env.camera_names],
+            (image_size, image_size),
+        )
+        grounding, successes, attempts = [], 0, 0
+        while writer.episode_index < episodes and attempts < 2 * episodes:
+            episode_seed = seed + attempts
+            attempts += 1
+            env.reset(episode_seed, task)
+            record = _record_episode(env, writer, fps, max_steps, label_stride)
+            success = env.status().success
+            successes += int(success)
+            if not (success or keep_failures):
+                writer.discard_episode()
+                log(f"seed {episode_seed}: '{env.task.instruction}' failed, dropped")
+                continue
+            index = writer.save_episode(env.task.instruction, {"seed": episode_seed, "success": success})
+            grounding.append({"episode_index": index, "task": env.task.instruction, **record})
+            log(
+                f"episode {index + 1}/{episodes} seed {episode_seed}: '{env.task.instruction}' "
+                f"success={success} frames={len(record['tcp_trace_2d'])}"
+            )
+        if writer.episode_index == 0:
+            raise RuntimeError(f"the expert failed all {attempts} attempts; nothing recorded")
+        root = writer.finalize()
+    write_jsonl(root / "meta" / "grounding.jsonl", grounding)
+    report = {
+        "robot": robot,
+        "seed": seed,
+        "episodes": writer.episode_index,
+        "attempts": attempts,
+        "expert_success_rate": successes / attempts,
+        "fps": fps,
+        "image_size": [image_size, image_size],
+        "action_keys": list(ACTION_KEYS),
+        "action_frame": "robot base, tool frame " + env.config.tcp_body,
+        "wall_time_s": round(time.monotonic() - started, 1),
+    }
+    (root / "meta" / "expert_report.json").write_text(json.dumps(report, indent=4) + "\n")
+    log(f"wrote {root}: {report['episodes']} episodes, expert success {successes}/{attempts}")
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: record expert demonstrations."""
+    parser = argparse.ArgumentParser(
+        prog="python -m internvla_bringup.sim.record", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--out", required=True, type=Path, help="empty output folder for the dataset")
+    parser.add_argument("--episodes", type=int, default=50, help="successful episodes to record")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    parser.add_argument("--robot", default="franka", choices=("franka", "widowx"), help="simulated robot")
+    parser.add_argument("--fps", type=int, default=10, help="control and recording rate, Hz")
+    parser.add_argument("--image-size", type=int, default=224, help="square camera image size, pixels")
+    parser.add_argument("--task", default=None, help="fixed instruction (default: drawn per seed)")
+    parser.add_argument("--keep-failures", action="store_true", help="also keep failed demonstrations")
+    args = parser.parse_args(argv)
+    try:
+        record_expert_dataset(
+            args.out,
+            args.episodes,
+            args.seed,
+            args.robot,
+            args.fps,
+            args.image_size,
+            args.task,
+            keep_failures=args.keep_failures,
+        )
+    except (ValueError, FileExistsError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,299 @@
+"""The control core: inputs in, one safe command (or a reason to hold) per control tick out.
+
+`PolicyController` owns the latest inputs, the chunk schedule and the safety gate; it is fed by
+the node's callbacks (any thread), by the inference worker (`next_request` / `on_chunk`), and is
+stepped by the node's control timer (`tick`). It never talks to ROS, so the whole decision path,
+from a chunk to a clamped joint command, is testable with plain numbers.
+
+Per tick, in order: chunks that arrived since the last tick are pinned to the tick counter; the
+first reason not to move wins (model not ready, e-stop, disabled, deadman, no instruction, stale
+or invalid inputs, no action due); otherwise the action for this tick becomes an end-effector
+target from the measured pose, clamped, solved by IK, clamped again in joint space, and returned.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from internvla_policy.control.action import ActionConvention
+from internvla_policy.control.ensembler import ChunkSchedule, ScheduledChunk
+from internvla_policy.control.inference import ChunkResult, InferenceRequest
+from internvla_policy.control.kinematics import Kinematics
+from internvla_policy.control.observation import (
+    CameraFrame,
+    InvalidInputError,
+    JointSample,
+    JointStateMatcher,
+    staleness,
+)
+from internvla_policy.control.pose import Pose
+from internvla_policy.control.safety import SafetyGate, SafetyLimits, limit_joint_step, limit_pose_step
+from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
+from internvla_policy.control.state import PolicyState
+
+
+@dataclass(frozen=True)
+class ControllerSettings:
+    """Timing and input policy. Ages in seconds; an age <= 0 means that input never expires."""
+
+    control_period_s: float
+    camera_names: tuple[str, ...]
+    camera_max_age_s: float
+    joint_state_max_age_s: float
+    instruction_max_age_s: float
+    spatial_prompt_max_age_s: float
+    spatial_prompt_mode: str
+
+
+@dataclass(frozen=True)
+class Command:
+    """What one tick commands: joint positions, the end-effector target they aim at, the gripper."""
+
+    stamp: float
+    joint_positions: np.ndarray
+    ee_target: Pose
+    gripper_opening: float
+    action: np.ndarray
+    clamps: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ReceivedChunk:
+    """A chunk picked up at a tick: the worker's result and how it was pinned to the ticks."""
+
+    result: ChunkResult
+    scheduled: ScheduledChunk
+
+
+@dataclass(frozen=True)
+class TickResult:
+    state: PolicyState
+    detail: str
+    command: Command | None = None
+    new_chunks: tuple[ReceivedChunk, ...] = ()
+
+
+@dataclass
+class ControllerStats:
+    chunk_count: int = 0
+    commands: int = 0
+    dropped_inputs: int = 0
+    inference_errors: int = 0
+    ik_failures: int = 0
+    last_inference_latency_s: float = 0.0
+    clamps: Counter = field(default_factory=Counter)
+
+
+class PolicyController:
+    def __init__(
+        self,
+        settings: ControllerSettings,
+        kinematics: Kinematics,
+        convention: ActionConvention,
+        limits: SafetyLimits,
+        gate: SafetyGate,
+        schedule: ChunkSchedule,
+        clock: Callable[[], float],
+    ) -> None:
+        self.settings = settings
+        self.gate = gate
+        self.stats = ControllerStats()
+        self._kinematics = kinematics
+        self._convention = convention
+        self._limits = limits
+        self._schedule = schedule
+        self._clock = clock
+        self._matcher = JointStateMatcher(kinematics.joint_names)
+        self._lock = threading.Lock()
+        self._frames: list[CameraFrame | None] = [None] * len(settings.camera_names)
+        self._joints: JointSample | None = None
+        self._joint_error: str | None = None
+        self._instruction: tuple[str, float] | None = None
+        self._prompt: tuple[SpatialPrompt, float] | None = None
+        self._generation = 0
+        self._pending: list[ChunkResult] = []
+        self._last_request_stamps: tuple[float, ...] | None = None
+        self._tick = 0
+        self._model_block: tuple[PolicyState, str] | None = (PolicyState.STARTING, "loading the model")
+
+    @property
+    def instruction(self) -> str:
+        with self._lock:
+            return "" if self._instruction is None else self._instruction[0]
+
+    # Model life cycle -------------------------------------------------------------------------
+
+    def set_model_ready(self) -> None:
+        with self._lock:
+            self._model_block = None
+
+    def set_model_error(self, detail: str) -> None:
+        with self._lock:
+            self._model_block = (PolicyState.ERROR, detail)
+
+    # Inputs (any thread) ----------------------------------------------------------------------
+
+    def on_camera(self, index: int, frame: CameraFrame) -> None:
+        with self._lock:
+            current = self._frames[index]
+            if current is None or frame.stamp >= current.stamp:
+                self._frames[index] = frame
+
+    def on_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float) -> str | None:
+        """Store a joint state; returns why it was rejected (and then holds until a valid one)."""
+        try:
+            q = self._matcher.match(names, positions)
+        except InvalidInputError as exc:
+            with self._lock:
+                self._joint_error = str(exc)
+                self.stats.dropped_inputs += 1
+            return str(exc)
+        with self._lock:
+            self._joints = JointSample(q, stamp)
+            self._joint_error = None
+        return None
+
+    def on_instruction(self, text: str, now: float) -> None:
+        """A new instruction invalidates every chunk computed for the previous one; empty means stop."""
+        text = text.strip()
+        with self._lock:
+            if self._instruction is None or self._instruction[0] != text:
+                self._invalidate_chunks()
+            self._instruction = (text, now) if text else None
+
+    def on_spatial_prompt(self, prompt: SpatialPrompt, now: float) -> None:
+        with self._lock:
+            self._prompt = (prompt, now)
+
+    def drop_input(self) -> None:
+        """Count an input the node could not use (malformed message)."""
+        with self._lock:
+            self.stats.dropped_inputs += 1
+
+    # Inference worker side --------------------------------------------------------------------
+
+    def next_request(self) -> InferenceRequest | None:
+        """A request when commands are wanted and a camera has a frame not yet inferred on."""
+        now = self._clock()
+        with self._lock:
+            if self._blocking_state(now) is not None or self._input_problem(now) is not None:
+                return None
+            frames = tuple(f for f in self._frames if f is not None)
+            stamps = tuple(f.stamp for f in frames)
+            if stamps == self._last_request_stamps:
+                return None
+            self._last_request_stamps = stamps
+            prompt = self._current_prompt(now)
+            return InferenceRequest(frames, self._instruction[0], prompt, self._generation)
+
+    def on_chunk(self, result: ChunkResult) -> None:
+        with self._lock:
+            self.stats.last_inference_latency_s = result.latency_s
+            if result.request.generation == self._generation:
+                self._pending.append(result)
+
+    def on_inference_error(self) -> None:
+        with self._lock:
+            self.stats.inference_errors += 1
+
+    # Control tick (timer thread) --------------------------------------------------------------
+
+    def tick(self, now: float) -> TickResult:
+        with self._lock:
+            self._tick += 1
+            received = tuple(self._pin_pending(now))
+            block = self._blocking_state(now) or self._input_problem(now)
+            if block is not None:
+                if block[0] in (PolicyState.DISABLED, PolicyState.ESTOPPED, PolicyState.WAITING):
+                    self._invalidate_chunks()
+                return TickResult(block[0], block[1], None, received)
+            action = self._schedule.action_at(self._tick)
+            q = self._joints.positions
+        if action is None:
+            return TickResult(PolicyState.HOLDING, "waiting for the next action chunk", None, received)
+        state, detail, command = self._command(now, action, q)
+        if command is not None:
+            with self._lock:
+                self.stats.commands += 1
+                self.stats.clamps.update(command.clamps)
+        return TickResult(state, detail, command, received)
+
+    def _command(
+        self, now: float, action: np.ndarray, q: np.ndarray
+    ) -> tuple[PolicyState, str, Command | None]:
+        current = self._kinematics.fk(q)
+        target, clamps = limit_pose_step(current, self._convention.target_pose(current, action), self._limits)
+        if not target.is_finite():
+            return PolicyState.HOLDING, "non-finite end-effector target", None
+        solution = self._kinematics.ik(target, q)
+        if not solution.success:
+            with self._lock:
+                self.stats.ik_failures += 1
+            return PolicyState.HOLDING, f"IK failed: {solution.message}", None
+        q_cmd, joint_clamps = limit_joint_step(q, solution.q, self.settings.control_period_s, self._limits)
+        if not np.all(np.isfinite(q_cmd)):
+            return PolicyState.HOLDING, "non-finite joint command", None
+        all_clamps = tuple(clamps + joint_clamps)
+        command = Command(now, q_cmd, target, self._convention.gripper_opening(action), action, all_clamps)
+        detail = f"clamped: {', '.join(all_clamps)}" if all_clamps else ""
+        return PolicyState.RUNNING, detail, command
+
+    # Internals (called with the lock held) ----------------------------------------------------
+
+    def _invalidate_chunks(self) -> None:
+        self._generation += 1
+        self._pending.clear()
+        self._schedule.clear()
+        self._last_request_stamps = None
+
+    def _pin_pending(self, now: float):
+        """Pin the chunks that arrived since the last tick; a chunk with NaN/inf never enters the schedule."""
+        for result in self._pending:
+            if not np.all(np.isfinite(result.prediction.actions)):
+                self.stats.inference_errors += 1
+                continue
+            scheduled = self._schedule.add(result.prediction.actions, result.request.stamp, now, self._tick)
+            self.stats.chunk_count += 1
+            yield ReceivedChunk(result, scheduled)
+        self._pending.clear()
+
+    def _blocking_state(self, now: float) -> tuple[PolicyState, str] | None:
+        """Reasons not to command that do not depend on sensor freshness."""
+        if self._model_block is not None:
+            return self._model_block
+        gate = self.gate.check(now)
+        if gate is not None:
+            return gate
+        if self._instruction is None:
+            return PolicyState.WAITING, "no instruction"
+        if staleness("instruction", self._instruction[1], now, self.settings.instruction_max_age_s):
+            return PolicyState.WAITING, "instruction expired"
+        return None
+
+    def _input_problem(self, now: float) -> tuple[PolicyState, str] | None:
+        s = self.settings
+        problems = [self._joint_error] if self._joint_error else []
+        joint_stamp = None if self._joints is None else self._joints.stamp
+        problems.append(staleness("joint state", joint_stamp, now, s.joint_state_max_age_s))
+        for name, frame in zip(s.camera_names, self._frames, strict=True):
+            stamp = None if frame is None else frame.stamp
+            problems.append(staleness(f"camera '{name}'", stamp, now, s.camera_max_age_s))
+        if needs_prompt(s.spatial_prompt_mode) and self._current_prompt(now) is None:
+            problems.append("no fresh spatial prompt for this instruction")
+        problems = [p for p in problems if p]
+        return (PolicyState.HOLDING, "; ".join(problems)) if problems else None
+
+    def _current_prompt(self, now: float) -> SpatialPrompt | None:
+        if self._prompt is None or self._instruction is None:
+            return None
+        prompt, received = self._prompt
+        if prompt.instruction.strip() != self._instruction[0]:
+            return None
+        if staleness("spatial prompt", received, now, self.settings.spatial_prompt_max_age_s):
+            return None
+        return prompt

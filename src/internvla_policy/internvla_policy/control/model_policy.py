@@ -1,0 +1,63 @@
+"""The InternVLA-M1 model core as the worker's `ChunkPolicy`: one observation in, one chunk out.
+
+Unnormalisation (DESIGN §2, upstream `unnormalize_actions`) happens inside the model core's
+`predict_action`; this adapter only fixes the sampling settings, checks at start that the
+checkpoint fits the 7-D delta end-effector action space, and unbatches.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from internvla_policy.control.action import DIMENSION_NAMES
+from internvla_policy.control.inference import ChunkPrediction
+from internvla_policy.model import InternVLAM1, load_model_cached
+from internvla_policy.model.normalization import resolve_unnorm_key
+
+
+def load_model(checkpoint: str, base_vlm: str, device: str, dtype: str, share: bool) -> InternVLAM1:
+    """Load a run; with `share`, through the process-wide cache so nodes in one process share weights."""
+    if share:
+        return load_model_cached(checkpoint, base_vlm=base_vlm or None, device=device, dtype=dtype)
+    return InternVLAM1.from_pretrained(checkpoint, base_vlm=base_vlm or None, device=device, dtype=dtype)
+
+
+class ModelChunkPolicy:
+    def __init__(
+        self,
+        model: InternVLAM1,
+        *,
+        cfg_scale: float,
+        ddim_steps: int,
+        seed: int | None,
+        unnorm_key: str | None,
+    ) -> None:
+        if model.action_dim != len(DIMENSION_NAMES):
+            raise ValueError(
+                f"the checkpoint predicts {model.action_dim}-D actions; the policy node drives the "
+                f"{len(DIMENSION_NAMES)}-D delta end-effector space {DIMENSION_NAMES}"
+            )
+        self.unnorm_key = resolve_unnorm_key(model.norm_stats, unnorm_key)
+        self.horizon = model.horizon
+        self.action_dim = model.action_dim
+        self._model = model
+        self._cfg_scale = cfg_scale
+        self._ddim_steps = ddim_steps
+        self._seed = seed
+
+    def view_size(self, width: int, height: int) -> tuple[int, int]:
+        image_size = self._model.config.image_size
+        if image_size is not None:
+            width, height = image_size
+        return self._model.processor_image_size(width, height)
+
+    def predict(self, images: list[np.ndarray], instruction: str) -> ChunkPrediction:
+        prediction = self._model.predict_action(
+            [images],
+            [instruction],
+            cfg_scale=self._cfg_scale,
+            ddim_steps=self._ddim_steps,
+            seed=self._seed,
+            unnorm_key=self.unnorm_key,
+        )
+        return ChunkPrediction(prediction.actions[0], prediction.normalized[0], prediction.timings)

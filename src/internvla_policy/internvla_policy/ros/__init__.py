@@ -1,0 +1,1 @@
+"""The policy's ROS 2 layer: nodes and message conversions; everything below it is ROS-free."""

@@ -1,0 +1,444 @@
+"""The policy node: cameras, joints, instruction and spatial prompt in; safe robot commands out.
+
+A thin ROS 2 wrapper around `internvla_policy.control`: it declares and validates the parameters,
+turns messages into the control core's plain types, owns the control timer, and publishes what
+`PolicyController.tick` decides. Inference runs in a worker thread, so the executor never waits
+for the model. Run with `ros2 run internvla_policy policy_node --ros-args --params-file profile.yaml`.
+
+Topics (names are defaults; remap them in the launch file)
+-----------------------------------------------------------
+Subscribed:
+- each of `camera_topics`: sensor_msgs/Image, or sensor_msgs/CompressedImage (JPEG/PNG) where
+  `camera_compressed` says so; sensor-data QoS. Raw encodings: rgb8, bgr8, rgba8, bgra8, mono8.
+- `/joint_states` sensor_msgs/JointState, sensor-data QoS; matched by name (any order, extra
+  joints ignored; a message missing a controlled joint or with a non-finite position is dropped
+  and the node holds until a valid one arrives).
+- `/instruction` std_msgs/String, reliable. A new text replaces the task; an empty one stops it.
+- `/internvla/spatial_prompt` internvla_msgs/SpatialPrompt, reliable (only when
+  `spatial_prompt_mode` is 'text' or 'overlay'; used only when its instruction matches).
+- `/internvla/estop` std_msgs/Bool, best effort (accepts any publisher): true latches the e-stop.
+- `/internvla/heartbeat` std_msgs/Bool, best effort (only when `heartbeat_timeout_s` > 0): the
+  operator's deadman; commands flow only while true messages keep arriving within the timeout.
+
+Published:
+- `/internvla/joint_command` trajectory_msgs/JointTrajectory, reliable: one point per tick,
+  positions for `joint_names`, time_from_start = one control period, header.stamp = tick time.
+- `/internvla/ee_target` geometry_msgs/PoseStamped, reliable: the clamped end-effector target the
+  joint command solves for, in `base_frame`, header.stamp = tick time.
+- `/internvla/gripper_command` std_msgs/Float64, reliable (`gripper_mode` 'fraction'): opening
+  fraction, 0 = closed, 1 = fully open; sent with every joint command.
+- `/internvla/action_chunk` internvla_msgs/ActionChunk, reliable: each chunk as received,
+  unnormalised, header.stamp = the newest camera frame it was computed from.
+- `/internvla/policy_status` internvla_msgs/PolicyStatus, reliable: at `status_rate_hz` and on
+  every state change.
+
+Services: `~/enable` std_srvs/SetBool (refused while the e-stop is latched); `~/reset_estop`
+std_srvs/Trigger (clears the latch once the e-stop input reads false; the node stays disabled
+until enabled again).
+
+Parameters (type, default; all read-only, validated at start, unit in the name)
+--------------------------------------------------------------------------------
+Required (robot profile): joint_names (string[]), urdf_path (string), base_frame (string),
+ee_frame (string), camera_topics (string[]), workspace_min / workspace_max (double[3], m, in
+base_frame), checkpoint (string: run folder, .pt or .safetensors).
+
+Robot and timing: camera_compressed (bool[], [] = all raw), control_rate_hz (double, 10.0),
+camera_max_age_s (double, 0.5), joint_state_max_age_s (double, 0.25), instruction_max_age_s
+(double, 0.0 = never), spatial_prompt_max_age_s (double, 0.0 = until the instruction changes),
+heartbeat_timeout_s (double, 0.0 = no deadman), start_enabled (bool, false), status_rate_hz
+(double, 2.0).
+
+Action space (see control/action.py): action_frame ('base' | 'ee', 'base'),
+action_rotation_format ('rpy' | 'rotvec', 'rpy'), action_axis_signs (double[6], all +1),
+action_translation_scale (double, 1.0), action_rotation_scale (double, 1.0), unnorm_key
+(string, '' = the checkpoint's only key), gripper_mode ('fraction' | 'none', 'fraction'),
+gripper_inverted (bool, false), gripper_binary (bool, true).
+
+Safety: max_translation_per_tick_m (double, 0.02), max_rotation_per_tick_rad (double, 0.1),
+joint_position_margin_rad (double, 0.01), joint_velocity_scale (double in (0, 1], 0.5). Joint
+position and velocity limits come from the URDF.
+
+Kinematics: kinematics_backend ('pinocchio' | 'moveit', 'pinocchio'), moveit_group (string, ''),
+ik_max_iterations (int, 200), ik_damping (double, 0.01).
+
+Model: base_vlm (string, '' = from the checkpoint config), device ('cpu' | 'cuda' | 'cuda:N',
+'cpu'), dtype ('float32' | 'bfloat16' | 'float16', 'float32'), cfg_scale (double, 1.5),
+ddim_steps (int, 10), seed (int, -1 = fresh noise per chunk), share_model (bool, true).
+
+Action selection: ensemble_mode ('adaptive' | 'newest', 'adaptive'), ensemble_k (int, 2),
+ensemble_alpha (double, 0.1), spatial_prompt_mode ('latent' | 'text' | 'overlay' | 'off',
+'latent'; see control/spatial_prompt.py).
+
+The descriptions, bounds and choices live in `internvla_policy.control.config.PolicyParams`.
+Integers are accepted where a double is expected (YAML `10` for 10.0).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from geometry_msgs.msg import PoseStamped
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.executors import ExternalShutdownException
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.time import Time
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_msgs.msg import Bool, Float64, Header, String
+from std_srvs.srv import SetBool, Trigger
+from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+from internvla_msgs.msg import ActionChunk, PolicyStatus
+from internvla_msgs.msg import SpatialPrompt as SpatialPromptMsg
+from internvla_policy.control.action import ACTION_SPACE, DIMENSION_NAMES, ActionConvention
+from internvla_policy.control.config import ConfigError, PolicyParams
+from internvla_policy.control.controller import Command, ControllerSettings, PolicyController, ReceivedChunk
+from internvla_policy.control.ensembler import ChunkSchedule
+from internvla_policy.control.inference import InferenceWorker
+from internvla_policy.control.kinematics import KinematicsError, make_kinematics
+from internvla_policy.control.observation import CameraFrame
+from internvla_policy.control.safety import SafetyGate, SafetyLimits
+from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
+from internvla_policy.control.state import PolicyState
+from internvla_policy.ros.msg_conversions import (
+    compressed_to_rgb,
+    duration_from_seconds,
+    image_to_rgb,
+    spatial_prompt_to_result,
+)
+from internvla_policy.vision.imaging import ImageFormatError
+
+NODE_NAME = "internvla_policy"
+MAX_CAMERA_PIXELS = 4096 * 4096
+"""Frames above this are rejected before decoding (a malformed header must not cost memory)."""
+WARMUP_IMAGE_SIZE = (224, 224)
+COMMAND_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+ANY_PUBLISHER_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+LOG_THROTTLE_S = 2.0
+
+
+def _seconds(stamp) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def _stamp(seconds: float):
+    return Time(nanoseconds=round(seconds * 1e9)).to_msg()
+
+
+class PolicyNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self.params = self._read_params()
+        p = self.params
+        try:
+            kinematics = make_kinematics(
+                p.kinematics_backend,
+                p.urdf_path,
+                p.joint_names,
+                p.base_frame,
+                p.ee_frame,
+                moveit_group=p.moveit_group,
+                ik_max_iterations=p.ik_max_iterations,
+                ik_damping=p.ik_damping,
+            )
+        except KinematicsError as exc:
+            raise ConfigError(f"robot model (urdf_path, joint_names, base_frame, ee_frame): {exc}") from exc
+        limits = SafetyLimits(
+            workspace_min=np.array(p.workspace_min),
+            workspace_max=np.array(p.workspace_max),
+            max_translation_per_tick=p.max_translation_per_tick_m,
+            max_rotation_per_tick=p.max_rotation_per_tick_rad,
+            joints=kinematics.limits,
+            joint_position_margin=p.joint_position_margin_rad,
+            joint_velocity_scale=p.joint_velocity_scale,
+        )
+        convention = ActionConvention(
+            frame=p.action_frame,
+            rotation_format=p.action_rotation_format,
+            axis_signs=p.action_axis_signs,
+            translation_scale=p.action_translation_scale,
+            rotation_scale=p.action_rotation_scale,
+            gripper_inverted=p.gripper_inverted,
+            gripper_binary=p.gripper_binary,
+        )
+        settings = ControllerSettings(
+            control_period_s=p.control_period_s,
+            camera_names=p.camera_topics,
+            camera_max_age_s=p.camera_max_age_s,
+            joint_state_max_age_s=p.joint_state_max_age_s,
+            instruction_max_age_s=p.instruction_max_age_s,
+            spatial_prompt_max_age_s=p.spatial_prompt_max_age_s,
+            spatial_prompt_mode=p.spatial_prompt_mode,
+        )
+        self.controller = PolicyController(
+            settings,
+            kinematics,
+            convention,
+            limits,
+            SafetyGate(p.start_enabled, p.heartbeat_timeout_s),
+            ChunkSchedule(p.ensemble_mode, p.ensemble_k, p.ensemble_alpha, p.control_period_s),
+            self._now,
+        )
+        self._worker: InferenceWorker | None = None
+        self._warmup_s = 0.0
+        self._last_state: PolicyState | None = None
+        self._last_detail = ""
+        self._create_interfaces()
+        self._loader = threading.Thread(target=self._load_model, name="internvla-model-load", daemon=True)
+        self._loader.start()
+
+    # Set-up ------------------------------------------------------------------------------------
+
+    def _read_params(self) -> PolicyParams:
+        values = {}
+        for spec in PolicyParams.specs():
+            descriptor = ParameterDescriptor(
+                description=f"[{spec.metadata['kind']}] {spec.metadata['description']}",
+                read_only=True,
+                dynamic_typing=True,  # type checks (and int -> double) happen in PolicyParams
+            )
+            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            values[spec.name] = self.declare_parameter(spec.name, default, descriptor).value
+        return PolicyParams.from_mapping(values)
+
+    def _create_interfaces(self) -> None:
+        p, c = self.params, self.controller
+        for index, (topic, compressed) in enumerate(
+            zip(p.camera_topics, p.camera_is_compressed, strict=True)
+        ):
+            msg_type = CompressedImage if compressed else Image
+            decode = compressed_to_rgb if compressed else image_to_rgb
+            callback = functools.partial(self._on_camera, index, decode)
+            self.create_subscription(msg_type, topic, callback, qos_profile_sensor_data)
+        self.create_subscription(JointState, "/joint_states", self._on_joint_state, qos_profile_sensor_data)
+        self.create_subscription(String, "/instruction", self._on_instruction, COMMAND_QOS)
+        if needs_prompt(p.spatial_prompt_mode):
+            self.create_subscription(
+                SpatialPromptMsg, "/internvla/spatial_prompt", self._on_prompt, COMMAND_QOS
+            )
+        self.create_subscription(Bool, "/internvla/estop", self._on_estop, ANY_PUBLISHER_QOS)
+        if p.heartbeat_timeout_s > 0.0:
+            self.create_subscription(
+                Bool,
+                "/internvla/heartbeat",
+                lambda m: c.gate.on_heartbeat(m.data, self._now()),
+                ANY_PUBLISHER_QOS,
+            )
+        self.create_service(SetBool, "~/enable", self._on_enable)
+        self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
+        self._joint_pub = self.create_publisher(JointTrajectory, "/internvla/joint_command", COMMAND_QOS)
+        self._pose_pub = self.create_publisher(PoseStamped, "/internvla/ee_target", COMMAND_QOS)
+        self._gripper_pub = (
+            self.create_publisher(Float64, "/internvla/gripper_command", COMMAND_QOS)
+            if p.gripper_mode == "fraction"
+            else None
+        )
+        self._chunk_pub = self.create_publisher(ActionChunk, "/internvla/action_chunk", COMMAND_QOS)
+        self._status_pub = self.create_publisher(PolicyStatus, "/internvla/policy_status", COMMAND_QOS)
+        self.create_timer(p.control_period_s, self._on_tick)
+        self.create_timer(1.0 / p.status_rate_hz, self._publish_status)
+
+    def _load_model(self) -> None:
+        """Load and warm up the model off the executor; the node reports STARTING meanwhile."""
+        # Imported here so that torch and transformers load on this thread, not before the first status.
+        from internvla_policy.control.model_policy import ModelChunkPolicy, load_model
+
+        p = self.params
+        try:
+            started = time.perf_counter()
+            model = load_model(p.checkpoint, p.base_vlm, p.device, p.dtype, p.share_model)
+            policy = ModelChunkPolicy(
+                model,
+                cfg_scale=p.cfg_scale,
+                ddim_steps=p.ddim_steps,
+                seed=None if p.seed < 0 else p.seed,
+                unnorm_key=p.unnorm_key or None,
+            )
+            loaded = time.perf_counter()
+            blank = np.zeros((*WARMUP_IMAGE_SIZE, 3), dtype=np.uint8)
+            policy.predict([blank] * len(p.camera_topics), "warm up")
+            self._warmup_s = time.perf_counter() - loaded
+        except Exception as exc:  # any load failure becomes the ERROR state, never a dead node
+            self.controller.set_model_error(f"model could not be loaded: {type(exc).__name__}: {exc}")
+            self.get_logger().error(f"cannot load checkpoint {p.checkpoint!r}: {exc}")
+            return
+        self.get_logger().info(
+            f"model ready: {p.checkpoint} on {p.device}/{p.dtype}, unnorm_key '{policy.unnorm_key}', "
+            f"load {loaded - started:.1f} s, warm-up {self._warmup_s:.2f} s"
+        )
+        self._worker = InferenceWorker(
+            policy,
+            p.spatial_prompt_mode,
+            self.controller.next_request,
+            self.controller.on_chunk,
+            self._on_inference_error,
+        )
+        self._worker.start()
+        self.controller.set_model_ready()
+
+    def shutdown(self) -> None:
+        if self._worker is not None:
+            self._worker.stop()
+
+    # Inputs ------------------------------------------------------------------------------------
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamp_or_now(self, header: Header) -> float:
+        """Header stamp in seconds; receive time for publishers that leave it zero."""
+        stamp = _seconds(header.stamp)
+        return stamp if stamp > 0.0 else self._now()
+
+    def _on_camera(self, index: int, decode, msg) -> None:
+        frame = CameraFrame(
+            stamp=self._stamp_or_now(msg.header),
+            frame_id=msg.header.frame_id,
+            decode=functools.partial(decode, msg, MAX_CAMERA_PIXELS),
+        )
+        self.controller.on_camera(index, frame)
+        if self._worker is not None:
+            self._worker.wake()
+
+    def _on_joint_state(self, msg: JointState) -> None:
+        problem = self.controller.on_joint_state(msg.name, msg.position, self._stamp_or_now(msg.header))
+        if problem:
+            self.get_logger().warning(f"dropped joint state: {problem}", throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _on_instruction(self, msg: String) -> None:
+        self.controller.on_instruction(msg.data, self._now())
+        self.get_logger().info(
+            f"instruction: {msg.data.strip()!r}" if msg.data.strip() else "instruction cleared"
+        )
+
+    def _on_prompt(self, msg: SpatialPromptMsg) -> None:
+        try:
+            grounding = spatial_prompt_to_result(msg)
+        except ValueError as exc:
+            self.controller.drop_input()
+            self.get_logger().warning(f"dropped spatial prompt: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        prompt = SpatialPrompt(msg.instruction, msg.header.frame_id, grounding)
+        self.controller.on_spatial_prompt(prompt, self._now())
+
+    def _on_estop(self, msg: Bool) -> None:
+        was = self.controller.gate.estopped
+        self.controller.gate.on_estop(msg.data)
+        if msg.data and not was:
+            self.get_logger().error("E-STOP latched: commands stopped until ~/reset_estop and ~/enable")
+
+    def _on_enable(self, request: SetBool.Request, response: SetBool.Response) -> SetBool.Response:
+        response.success, response.message = self.controller.gate.set_enabled(request.data)
+        self.get_logger().info(f"enable({request.data}): {response.message}")
+        return response
+
+    def _on_reset_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        response.success, response.message = self.controller.gate.reset_estop()
+        self.get_logger().info(f"reset_estop: {response.message}")
+        return response
+
+    def _on_inference_error(self, exc: Exception) -> None:
+        if isinstance(exc, ImageFormatError):
+            self.controller.drop_input()
+            self.get_logger().warning(f"dropped camera frame: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
+        else:
+            self.controller.on_inference_error()
+            self.get_logger().error(
+                f"inference failed: {type(exc).__name__}: {exc}", throttle_duration_sec=LOG_THROTTLE_S
+            )
+
+    # Outputs -----------------------------------------------------------------------------------
+
+    def _on_tick(self) -> None:
+        result = self.controller.tick(self._now())
+        for chunk in result.new_chunks:
+            self._chunk_pub.publish(self._chunk_msg(chunk))
+        if result.command is not None:
+            self._publish_command(result.command)
+        changed = result.state != self._last_state
+        self._last_state, self._last_detail = result.state, result.detail
+        if changed:
+            self.get_logger().info(f"state {result.state.name}: {result.detail}")
+            self._publish_status()
+
+    def _publish_command(self, command: Command) -> None:
+        stamp = _stamp(command.stamp)
+        trajectory = JointTrajectory(joint_names=list(self.params.joint_names))
+        trajectory.header.stamp = stamp
+        trajectory.points = [
+            JointTrajectoryPoint(
+                positions=command.joint_positions.tolist(),
+                time_from_start=duration_from_seconds(self.params.control_period_s),
+            )
+        ]
+        self._joint_pub.publish(trajectory)
+        pose = PoseStamped()
+        pose.header.stamp, pose.header.frame_id = stamp, self.params.base_frame
+        pose.pose.position.x, pose.pose.position.y, pose.pose.position.z = command.ee_target.position.tolist()
+        o = pose.pose.orientation
+        o.x, o.y, o.z, o.w = command.ee_target.quaternion_xyzw()
+        self._pose_pub.publish(pose)
+        if self._gripper_pub is not None:
+            self._gripper_pub.publish(Float64(data=command.gripper_opening))
+
+    def _chunk_msg(self, chunk: ReceivedChunk) -> ActionChunk:
+        p = self.params
+        actions = chunk.result.prediction.actions
+        msg = ActionChunk(
+            instruction=chunk.result.request.instruction,
+            action_space=ACTION_SPACE,
+            dimension_names=list(DIMENSION_NAMES),
+            horizon=actions.shape[0],
+            dimension=actions.shape[1],
+            step_period=duration_from_seconds(p.control_period_s),
+            data=actions.astype(np.float32).ravel().tolist(),
+            normalized=False,
+        )
+        msg.header.stamp = _stamp(chunk.scheduled.stamp)
+        msg.header.frame_id = p.base_frame if p.action_frame == "base" else p.ee_frame
+        return msg
+
+    def _publish_status(self) -> None:
+        stats, gate = self.controller.stats, self.controller.gate
+        msg = PolicyStatus(
+            state=int(self._last_state if self._last_state is not None else PolicyState.STARTING),
+            detail=self._last_detail,
+            instruction=self.controller.instruction,
+            model=self.params.checkpoint,
+            device=self.params.device,
+            last_inference_latency=duration_from_seconds(stats.last_inference_latency_s),
+            warmup_duration=duration_from_seconds(self._warmup_s),
+            chunk_count=stats.chunk_count,
+            commands_published=stats.commands,
+            dropped_inputs=stats.dropped_inputs,
+            enabled=gate.enabled,
+            estopped=gate.estopped,
+        )
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self._status_pub.publish(msg)
+
+
+def main(args: list[str] | None = None) -> int:
+    with rclpy.init(args=args):
+        try:
+            node = PolicyNode()
+        except ConfigError as exc:
+            rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
+            return 2
+        try:
+            rclpy.spin(node)
+        except (KeyboardInterrupt, ExternalShutdownException):
+            pass
+        finally:
+            node.shutdown()
+            node.destroy_node()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

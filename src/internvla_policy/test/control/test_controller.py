@@ -1,0 +1,220 @@
+"""The control core end to end without ROS: inputs, requests, chunks, ticks, commands, holds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from internvla_policy.control.action import ActionConvention
+from internvla_policy.control.controller import ControllerSettings, PolicyController
+from internvla_policy.control.ensembler import ChunkSchedule
+from internvla_policy.control.inference import ChunkPrediction, ChunkResult
+from internvla_policy.control.kinematics import PinocchioKinematics
+from internvla_policy.control.observation import CameraFrame
+from internvla_policy.control.pose import rotation_angle
+from internvla_policy.control.safety import SafetyGate, SafetyLimits
+from internvla_policy.control.spatial_prompt import SpatialPrompt
+from internvla_policy.control.state import PolicyState
+from internvla_policy.vision.geometry import GroundingResult
+
+sys.path.insert(0, str(Path(__file__).parent))
+from policy_panda import BASE, EE, HOME, JOINTS, panda_urdf
+
+PERIOD = 0.1
+IMAGE = np.zeros((48, 64, 3), np.uint8)
+
+
+class Rig:
+    """A controller on the Franka with a hand-driven clock and hand-made chunks."""
+
+    def __init__(self, mode: str = "latent", start_enabled: bool = True) -> None:
+        self.now = 100.0
+        kinematics = PinocchioKinematics(panda_urdf(), JOINTS, BASE, EE)
+        self.limits = SafetyLimits(
+            workspace_min=np.array([0.2, -0.5, 0.05]),
+            workspace_max=np.array([0.8, 0.5, 0.9]),
+            max_translation_per_tick=0.02,
+            max_rotation_per_tick=0.1,
+            joints=kinematics.limits,
+            joint_position_margin=0.01,
+            joint_velocity_scale=0.5,
+        )
+        settings = ControllerSettings(PERIOD, ("scene",), 0.5, 0.25, 0.0, 0.0, mode)
+        self.kinematics = kinematics
+        self.controller = PolicyController(
+            settings,
+            kinematics,
+            ActionConvention(),
+            self.limits,
+            SafetyGate(start_enabled, 0.0),
+            ChunkSchedule("adaptive", 2, 0.1, PERIOD),
+            lambda: self.now,
+        )
+
+    def feed(self, q: np.ndarray = HOME) -> None:
+        """Fresh camera frame and joint state stamped now."""
+        self.controller.on_camera(0, CameraFrame(self.now, "scene", lambda: IMAGE))
+        self.controller.on_joint_state(list(JOINTS), list(q), self.now)
+
+    def infer(self, actions: np.ndarray) -> ChunkResult | None:
+        """What the worker does: take the request, 'predict' `actions`, deliver."""
+        request = self.controller.next_request()
+        if request is None:
+            return None
+        result = ChunkResult(request, ChunkPrediction(actions, actions), request.instruction, 0.05)
+        self.controller.on_chunk(result)
+        return result
+
+    def tick(self):
+        self.now += PERIOD
+        return self.controller.tick(self.now)
+
+
+def chunk(dx: float = 0.01, gripper: float = 1.0) -> np.ndarray:
+    actions = np.zeros((16, 7))
+    actions[:, 0] = dx
+    actions[:, 6] = gripper
+    return actions
+
+
+@pytest.fixture
+def rig() -> Rig:
+    rig = Rig()
+    rig.controller.set_model_ready()
+    rig.controller.on_instruction("pick up the red block.", rig.now)
+    return rig
+
+
+def test_state_progression_to_a_command_within_limits():
+    rig = Rig()
+    assert rig.tick().state is PolicyState.STARTING
+    rig.controller.set_model_ready()
+    assert (rig.tick().state, rig.tick().detail) == (PolicyState.WAITING, "no instruction")
+    rig.controller.on_instruction("  pick up the red block. ", rig.now)
+    result = rig.tick()
+    assert result.state is PolicyState.HOLDING and "no joint state yet" in result.detail
+    rig.feed()
+    assert rig.tick().detail == "waiting for the next action chunk"
+    rig.feed()
+    assert rig.infer(chunk(dx=0.05)).request.instruction == "pick up the red block."
+    result = rig.tick()
+    assert result.state is PolicyState.RUNNING and len(result.new_chunks) == 1
+    command = result.command
+    start = rig.kinematics.fk(HOME)
+    # dx = 5 cm is clamped to the 2 cm step; the IK solution reaches the clamped target.
+    np.testing.assert_allclose(command.ee_target.position - start.position, [0.02, 0.0, 0.0], atol=1e-9)
+    assert "translation_step" in command.clamps
+    reached = rig.kinematics.fk(command.joint_positions)
+    assert np.linalg.norm(reached.position - command.ee_target.position) < 1e-3
+    assert rotation_angle(reached.rotation, command.ee_target.rotation) < 0.01
+    assert np.all(np.abs(command.joint_positions - HOME) <= rig.limits.joints.velocity * 0.5 * PERIOD + 1e-12)
+    assert command.gripper_opening == 1.0
+    assert rig.controller.stats.commands == 1 and rig.controller.stats.chunk_count == 1
+
+
+def test_requests_only_for_new_frames_and_only_when_commands_are_wanted(rig):
+    assert rig.controller.next_request() is None  # no camera yet
+    rig.feed()
+    assert rig.controller.next_request() is not None
+    assert rig.controller.next_request() is None  # same frame: nothing new to see
+    rig.controller.gate.set_enabled(False)
+    rig.now += 0.05
+    rig.feed()
+    assert rig.controller.next_request() is None
+
+
+def test_a_new_instruction_discards_chunks_of_the_old_one(rig):
+    rig.feed()
+    request = rig.controller.next_request()
+    rig.controller.on_instruction("open the drawer.", rig.now)
+    rig.controller.on_chunk(ChunkResult(request, ChunkPrediction(chunk(), chunk()), "", 0.05))
+    result = rig.tick()
+    assert result.new_chunks == () and result.command is None
+
+
+def test_stale_camera_holds_and_recovers(rig):
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().state is PolicyState.RUNNING
+    for _ in range(5):  # joints keep coming, the camera does not
+        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now)
+        result = rig.tick()
+    assert result.state is PolicyState.HOLDING and result.command is None
+    assert "camera 'scene' stale" in result.detail
+    rig.feed()
+    assert rig.tick().state is PolicyState.RUNNING
+
+
+def test_non_finite_joint_state_holds_until_a_valid_one(rig):
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    bad = HOME.copy()
+    bad[3] = np.nan
+    assert "non-finite" in rig.controller.on_joint_state(list(JOINTS), list(bad), rig.now)
+    result = rig.tick()
+    assert result.command is None and "non-finite positions" in result.detail
+    assert rig.controller.stats.dropped_inputs == 1
+    rig.feed()
+    assert rig.tick().command is not None
+
+
+def test_disable_and_estop_stop_commands_and_drop_old_chunks(rig):
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    rig.controller.gate.set_enabled(False)
+    rig.feed()
+    assert rig.tick().state is PolicyState.DISABLED
+    rig.controller.gate.set_enabled(True)
+    rig.feed()
+    result = rig.tick()
+    assert result.command is None and result.detail == "waiting for the next action chunk"
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    rig.controller.gate.on_estop(True)
+    rig.feed()
+    assert (rig.tick().state, rig.tick().command) == (PolicyState.ESTOPPED, None)
+
+
+def test_non_finite_chunk_is_rejected(rig):
+    rig.feed()
+    actions = chunk()
+    actions[3, 2] = np.inf
+    rig.infer(actions)
+    result = rig.tick()
+    assert result.command is None and result.new_chunks == ()
+    assert result.detail == "waiting for the next action chunk"
+    assert rig.controller.stats.inference_errors == 1
+
+
+def test_an_exhausted_chunk_holds(rig):
+    rig.feed()
+    rig.infer(chunk())
+    results = []
+    for _ in range(16):
+        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now)
+        rig.controller.on_camera(0, CameraFrame(rig.now, "scene", lambda: IMAGE))
+        results.append(rig.tick())
+    # Step 0 was due at the frame's instant, one period before the first tick: skipped.
+    assert results[0].new_chunks[0].scheduled.skipped_steps == 1
+    assert [r.state for r in results[:15]] == [PolicyState.RUNNING] * 15
+    assert results[15].state is PolicyState.HOLDING and results[15].command is None
+
+
+def test_text_mode_waits_for_a_prompt_of_the_current_instruction():
+    rig = Rig(mode="text")
+    rig.controller.set_model_ready()
+    rig.controller.on_instruction("pick up the red block.", rig.now)
+    rig.feed()
+    assert "no fresh spatial prompt" in rig.tick().detail
+    other = SpatialPrompt("open the drawer.", "scene", GroundingResult(64, 48))
+    rig.controller.on_spatial_prompt(other, rig.now)
+    assert rig.controller.next_request() is None
+    mine = SpatialPrompt("pick up the red block.", "scene", GroundingResult(64, 48))
+    rig.controller.on_spatial_prompt(mine, rig.now)
+    rig.feed()
+    assert rig.controller.next_request().prompt is mine
