@@ -20,6 +20,7 @@ import yaml
 from internvla_bringup.checkpoints import resolve_checkpoint, resolve_device
 from internvla_bringup.profiles import SPATIAL_PROMPT_MODES, RobotProfile, profile_dir
 from internvla_bringup.sim.assets import robot_description
+from internvla_policy.data.meta import DatasetMeta
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,12 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     LaunchArgument("rviz", "true", "start RViz with rviz/internvla.rviz (where rviz2 is installed)"),
     LaunchArgument("replay", "", "LeRobot v2.1 dataset folder to replay instead of a robot"),
     LaunchArgument("episode", "0", "episode index to replay"),
+    LaunchArgument(
+        "replay_cameras",
+        "",
+        "comma-separated dataset camera keys fed to the profile's cameras in order; empty = every camera "
+        "with a video for the episode",
+    ),
     LaunchArgument("seed", "0", "simulated task seed (object placement)"),
     LaunchArgument("task", "", "simulated task instruction; empty = chosen by the seed"),
     LaunchArgument("run_dir", "", "folder for generated files (URDF); empty = a temporary folder"),
@@ -111,6 +118,7 @@ class GraphOptions:
     rviz: bool = True
     replay: str = ""
     episode: int = 0
+    replay_cameras: str = ""
     seed: int = 0
     task: str = ""
     run_dir: str = ""
@@ -141,6 +149,7 @@ class GraphOptions:
             rviz=_flag("rviz", merged["rviz"]),
             replay=merged["replay"],
             episode=_integer("episode", merged["episode"]),
+            replay_cameras=merged["replay_cameras"],
             seed=_integer("seed", merged["seed"]),
             task=merged["task"],
             run_dir=merged["run_dir"],
@@ -176,8 +185,6 @@ def _policy_parameters(
         "urdf_path": str(urdf_path),
         "base_frame": profile.robot.base_frame,
         "ee_frame": profile.robot.ee_frame,
-        "camera_topics": [c.topic for c in profile.cameras],
-        "camera_compressed": [c.compressed for c in profile.cameras],
         "control_rate_hz": control.rate_hz,
         "camera_max_age_s": safety.max_camera_age,
         "joint_state_max_age_s": safety.max_joint_state_age,
@@ -255,7 +262,10 @@ def describe_graph(profile: RobotProfile, options: GraphOptions, run_dir: Path) 
     device, dtype = resolve_device(options.device or profile.model.device, profile.model.dtype)
     specs: list[NodeSpec] = []
 
+    cameras = profile.cameras
     if options.replay:
+        camera_keys = replay_camera_keys(options)[: len(profile.cameras)]
+        cameras = profile.cameras[: len(camera_keys)]
         specs.append(
             NodeSpec(
                 name="replay",
@@ -263,10 +273,12 @@ def describe_graph(profile: RobotProfile, options: GraphOptions, run_dir: Path) 
                 executable="replay_node",
                 parameters={
                     "replay": {
-                        "dataset": options.replay,
-                        "episode": options.episode,
-                        "camera_topics": [c.topic for c in profile.cameras],
+                        "dataset_path": options.replay,
+                        "episode_index": options.episode,
+                        "camera_keys": camera_keys,
+                        "camera_topics": [c.topic for c in cameras],
                         "joint_names": list(profile.robot.joint_names),
+                        "output_dir": str(run_dir / "replay"),
                     }
                 },
                 respawn=False,
@@ -291,6 +303,8 @@ def describe_graph(profile: RobotProfile, options: GraphOptions, run_dir: Path) 
         )
 
     policy = _policy_parameters(profile, options, urdf_path, checkpoint, device, dtype)
+    policy["camera_topics"] = [c.topic for c in cameras]
+    policy["camera_compressed"] = [c.compressed for c in cameras]
     if options.use_grounding:
         grounding = _grounding_parameters(profile, options, checkpoint, device, dtype)
         if options.share_model:
@@ -347,6 +361,18 @@ def describe_graph(profile: RobotProfile, options: GraphOptions, run_dir: Path) 
             )
         )
     return specs
+
+
+def replay_camera_keys(options: GraphOptions) -> list[str]:
+    """The dataset cameras to replay, in order: as given, or every camera with a video for the episode."""
+    if options.replay_cameras:
+        return [key.strip() for key in options.replay_cameras.split(",") if key.strip()]
+    meta = DatasetMeta(Path(options.replay))
+    return [
+        key
+        for key in meta.camera_keys()
+        if meta.video_file(options.episode, meta.resolve(key).column).is_file()
+    ]
 
 
 def parameters_document(spec: NodeSpec) -> dict:

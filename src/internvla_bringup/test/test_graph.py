@@ -67,13 +67,14 @@ def test_separate_processes_and_no_grounding(tmp_path, checkpoint):
 
 
 def test_replay_replaces_the_robot(tmp_path, checkpoint):
-    specs = describe_graph(
-        load_profile("franka"), _options(checkpoint, replay="/data/set", episode="2"), tmp_path
-    )
-    assert specs[0].name == "replay"
-    assert specs[0].parameters["replay"]["dataset"] == "/data/set"
-    assert specs[0].parameters["replay"]["episode"] == 2
-    assert "sim_robot" not in [s.name for s in specs]
+    options = _options(checkpoint, replay="/data/set", episode="2", replay_cameras="video.ego_view")
+    specs = describe_graph(load_profile("franka"), options, tmp_path)
+    replay = specs[0].parameters["replay"]
+    assert specs[0].name == "replay" and "sim_robot" not in [s.name for s in specs]
+    assert replay["dataset_path"] == "/data/set" and replay["episode_index"] == 2
+    assert replay["camera_keys"] == ["video.ego_view"]
+    assert replay["camera_topics"] == ["/scene_camera/image_raw"]
+    assert specs[1].parameters["policy"]["camera_topics"] == ["/scene_camera/image_raw"], "one view replayed"
 
 
 @pytest.mark.parametrize(

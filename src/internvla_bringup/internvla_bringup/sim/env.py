@@ -129,6 +129,7 @@ class SimEnv:
     def _make_servo(self) -> JointServo:
         lim = self.scene.limits
         velocity = np.array([min(lim[j].velocity, self.config.velocity_cap) for j in self.joint_names])
+        # Fingers and held joints: light and quick, bounded only so that a step command stays finite.
         accel = np.full(len(self.joint_names), 4.0 * max(self.config.accel_limit))
         accel[self.arm_index] = self.config.accel_limit
         ranges = self.model.jnt_range[[self.model.joint(j).id for j in self.joint_names]]
@@ -241,7 +242,7 @@ class SimEnv:
         return float(np.arctan2(rot[1, 0], rot[0, 0]))
 
     def _touching_gripper(self) -> np.ndarray:
-        """Ids of the bodies in contact with the gripper, from the contact list (vectorised: runs at 100 Hz)."""
+        """Ids of the bodies touching the gripper (vectorised over the contact list: it runs at 100 Hz)."""
         pairs = self.data.contact.geom[: self.data.ncon]
         finger = self._gripper_geom_mask[pairs]
         other = np.concatenate([pairs[finger[:, 0], 1], pairs[finger[:, 1], 0]])

@@ -38,8 +38,9 @@ class JointServo:
         self.setpoint = np.clip(np.asarray(initial, dtype=float), self.lower, self.upper)
         self.velocity = np.zeros_like(self.setpoint)
         self.target = self.setpoint.copy()
-        self._trajectory: list[TrajectoryPoint] = []
-        self._traj_start = self.setpoint.copy()
+        self._trajectory: list[TrajectoryPoint] = []  # waypoints of the joints in _traj_indices
+        self._traj_indices = np.zeros(0, dtype=int)
+        self._traj_start = np.zeros(0)
         self._traj_time = 0.0
 
     def reset(self, positions: np.ndarray) -> None:
@@ -50,45 +51,49 @@ class JointServo:
         self._trajectory = []
 
     def set_target(self, indices: np.ndarray, positions: np.ndarray) -> None:
-        """Move joints ``indices`` to ``positions`` (clipped to the limits); cancels a running trajectory."""
-        self._trajectory = []
+        """Move joints ``indices`` to ``positions`` (clipped to the limits).
+
+        A running trajectory stops where it is if it drives any of these joints; commands for other
+        joints (the gripper next to an arm trajectory) leave it running.
+        """
+        if np.intersect1d(indices, self._traj_indices).size:
+            self._trajectory = []
         self.target[indices] = np.clip(positions, self.lower[indices], self.upper[indices])
 
     def set_trajectory(self, indices: np.ndarray, points: list[TrajectoryPoint]) -> None:
-        """Follow timed waypoints for joints ``indices``, interpolating linearly from the current target.
+        """Follow timed waypoints for joints ``indices``, interpolating linearly from their current target.
 
-        Points with no timing (all zero) degrade to a move to the last point.
+        A trajectory whose last point has no timing degrades to a move to that point.
         """
         if not points:
             return
         if points[-1].time_from_start <= 0.0:
             self.set_target(indices, points[-1].positions)
             return
-        full = []
-        for point in points:
-            positions = self.target.copy()
-            positions[indices] = np.clip(point.positions, self.lower[indices], self.upper[indices])
-            full.append(TrajectoryPoint(point.time_from_start, positions))
-        self._traj_start = self.target.copy()
+        lower, upper = self.lower[indices], self.upper[indices]
+        self._trajectory = [
+            TrajectoryPoint(p.time_from_start, np.clip(p.positions, lower, upper)) for p in points
+        ]
+        self._traj_indices = np.asarray(indices, dtype=int)
+        self._traj_start = self.target[self._traj_indices].copy()
         self._traj_time = 0.0
-        self._trajectory = full
 
-    def _trajectory_target(self, dt: float) -> None:
+    def _follow_trajectory(self, dt: float) -> None:
         self._traj_time += dt
         prev_t, prev_q = 0.0, self._traj_start
         for point in self._trajectory:
             if self._traj_time < point.time_from_start:
                 alpha = (self._traj_time - prev_t) / max(point.time_from_start - prev_t, 1e-9)
-                self.target = prev_q + alpha * (point.positions - prev_q)
+                self.target[self._traj_indices] = prev_q + alpha * (point.positions - prev_q)
                 return
             prev_t, prev_q = point.time_from_start, point.positions
-        self.target = self._trajectory[-1].positions.copy()
+        self.target[self._traj_indices] = self._trajectory[-1].positions
         self._trajectory = []
 
     def update(self, dt: float) -> np.ndarray:
         """Advance the setpoint by ``dt`` seconds towards the target and return it."""
         if self._trajectory:
-            self._trajectory_target(dt)
+            self._follow_trajectory(dt)
         error = self.target - self.setpoint
         # Fastest speed from which the joint can still stop at the target under the acceleration limit,
         # in whole steps of dt (the continuous sqrt(2 a e) would arrive too fast and stop in one step).

@@ -85,16 +85,17 @@ def shared_dataset() -> Path:
 
 @pytest.fixture(scope="module")
 def test_node():
-    rclpy.init()
-    node = rclpy.create_node("replay_test")
-    executor = SingleThreadedExecutor()
+    context = rclpy.Context()  # its own context: other test modules may hold the default one
+    rclpy.init(context=context)
+    node = rclpy.create_node("replay_test", context=context)
+    executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     yield node
     executor.shutdown()
     node.destroy_node()
-    rclpy.try_shutdown()
+    rclpy.try_shutdown(context=context)
 
 
 class FakePolicy:

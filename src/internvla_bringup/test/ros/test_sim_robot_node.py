@@ -176,6 +176,21 @@ def test_trajectory_moves_the_arm_then_it_holds(probe) -> None:
     spin_until(executor, lambda: np.abs(node.arm() - start).max() < 0.01, 10.0)
 
 
+def test_a_policy_like_command_stream_is_tracked(probe) -> None:
+    """Like the policy node: every 0.1 s one trajectory point 0.1 s ahead plus a gripper command."""
+    node, executor = probe
+    start = node.arm()
+    for tick in range(1, 21):
+        send_trajectory(node, ARM, start + np.array([0.02 * tick, 0, 0, 0, 0, 0, 0]), seconds=0.1)
+        node.gripper.publish(Float64(data=1.0))
+        spin_for(executor, 0.1)
+    spin_for(executor, 0.5)
+    assert node.arm()[0] - start[0] == pytest.approx(0.4, abs=0.01)
+    assert np.abs(node.arm()[1:] - start[1:]).max() < 2e-3
+    send_trajectory(node, ARM, start, seconds=0.5)
+    spin_until(executor, lambda: np.abs(node.arm() - start).max() < 0.01, 10.0)
+
+
 def test_bad_commands_are_dropped_and_nothing_moves(probe) -> None:
     node, executor = probe
     spin_for(executor, 0.3)

@@ -53,3 +53,22 @@ def test_trajectory_is_followed_in_time() -> None:
     assert trace[249, 1] == pytest.approx(0.25, abs=0.03)
     assert trace[-1, 1] == pytest.approx(0.0, abs=0.01)
     assert np.all(trace[:, 0] == 0.0)
+
+
+def test_a_command_for_other_joints_leaves_a_trajectory_running() -> None:
+    """The policy sends an arm trajectory and a gripper command every tick: neither may cancel the other."""
+    servo = _servo()
+    servo.set_trajectory(np.array([0]), [TrajectoryPoint(1.0, np.array([0.5]))])
+    for _ in range(100):
+        servo.update(DT)
+    servo.set_target(np.array([1]), np.array([-0.2]))  # the "gripper"
+    for _ in range(500):
+        servo.update(DT)
+    assert servo.setpoint == pytest.approx([0.5, -0.2])
+    servo.set_trajectory(np.array([0]), [TrajectoryPoint(1.0, np.array([1.5]))])
+    for _ in range(250):
+        servo.update(DT)
+    servo.set_target(np.array([0]), np.array([0.9]))  # a new target for the same joint replaces it
+    for _ in range(1000):
+        servo.update(DT)
+    assert servo.setpoint[0] == pytest.approx(0.9)

@@ -17,10 +17,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from .checkpoint import locate_run
 from .internvla_m1 import InternVLAM1
 
 STAGES = ("preprocess", "vlm", "dino", "qformer", "dit", "total")
 FRAME_SHAPE = (480, 640, 3)  # a VGA camera frame
+INSTRUCTION = "pick up the red block and place it in the bowl."
+CFG_SCALE = 1.5  # upstream's default: guidance doubles the DiT batch
+DDIM_STEPS = 10
 
 
 def _memory_kib() -> dict[str, int]:
@@ -78,20 +82,17 @@ def measure_load(run: Path, device: str = "cpu", dtype: str = "float32") -> dict
     return results.get(timeout=10)
 
 
-def measure_stages(
-    model: InternVLAM1, repeats: int, warmup: int, cfg_scale: float = 1.5, ddim_steps: int = 10
-) -> dict[str, dict[str, float]]:
+def measure_stages(model: InternVLAM1, repeats: int, warmup: int) -> dict[str, dict[str, float]]:
     """Median, p95 and mean milliseconds per stage over ``repeats`` calls after ``warmup`` calls."""
     frame = np.random.default_rng(0).integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
     samples: dict[str, list[float]] = {stage: [] for stage in STAGES}
     for index in range(warmup + repeats):
-        timings = model.predict_action(
-            [[frame]], ["pick up the red block and place it in the bowl."], cfg_scale=cfg_scale,
-            ddim_steps=ddim_steps, seed=index,
-        ).timings
+        prediction = model.predict_action(
+            [[frame]], [INSTRUCTION], cfg_scale=CFG_SCALE, ddim_steps=DDIM_STEPS, seed=index
+        )
         if index >= warmup:
             for stage in STAGES:
-                samples[stage].append(timings[stage] * 1000)
+                samples[stage].append(prediction.timings[stage] * 1000)
     return {
         stage: {
             "p50_ms": float(np.median(values)),
@@ -113,11 +114,16 @@ def run_benchmark(
         "run": str(run),
         "device": device,
         "dtype": dtype,
-        "input": {"views": 1, "frame_hwc": list(FRAME_SHAPE), "cfg_scale": 1.5, "ddim_steps": 10},
+        "input": {
+            "views": 1,
+            "frame_hwc": list(FRAME_SHAPE),
+            "cfg_scale": CFG_SCALE,
+            "ddim_steps": DDIM_STEPS,
+        },
         "repeats": repeats,
         "warmup": warmup,
         "parameters": model.parameter_counts(),
-        "checkpoint_mb": _checkpoint_mb(run),
+        "checkpoint_mb": locate_run(run).checkpoint.stat().st_size / 2**20,
         "load": load,
         "stages": stages,
         "machine": {
@@ -130,23 +136,20 @@ def run_benchmark(
     }
 
 
-def _checkpoint_mb(run: Path) -> float:
-    from .checkpoint import locate_run
-
-    return locate_run(run).checkpoint.stat().st_size / 2**20
-
-
 def format_report(result: dict[str, Any]) -> str:
     """A short human-readable table of a ``run_benchmark`` result."""
-    load = result["load"]
+    load, machine = result["load"], result["machine"]
     lines = [
-        f"model: {result['run']} ({result['device']}, {result['dtype']}), "
-        f"{result['machine']['torch_threads']} torch threads, load average {result['machine']['load_average_1min']:.2f}",
-        f"load: {load['load_s'] * 1000:.0f} ms; peak RSS during load {load['peak_rss_during_load_mb']:.0f} MB "
-        f"(+{load['peak_rss_added_by_load_mb']:.0f} MB over the {load['rss_before_load_mb']:.0f} MB after imports; "
-        f"weights {load['weights_in_memory_mb']:.0f} MB, checkpoint file {result['checkpoint_mb']:.0f} MB)",
+        f"model: {result['run']} ({result['device']}, {result['dtype']}), {machine['torch_threads']} torch "
+        f"threads, load average {machine['load_average_1min']:.2f}",
+        f"load: {load['load_s'] * 1000:.0f} ms; peak RSS during load "
+        f"{load['peak_rss_during_load_mb']:.0f} MB (+{load['peak_rss_added_by_load_mb']:.0f} MB over "
+        f"{load['rss_before_load_mb']:.0f} MB after imports; weights {load['weights_in_memory_mb']:.0f} MB, "
+        f"checkpoint file {result['checkpoint_mb']:.0f} MB)",
         f"{'stage':<11}{'p50 ms':>9}{'p95 ms':>9}{'mean ms':>9}",
     ]
     for stage, figures in result["stages"].items():
-        lines.append(f"{stage:<11}{figures['p50_ms']:>9.1f}{figures['p95_ms']:>9.1f}{figures['mean_ms']:>9.1f}")
+        lines.append(
+            f"{stage:<11}{figures['p50_ms']:>9.1f}{figures['p95_ms']:>9.1f}{figures['mean_ms']:>9.1f}"
+        )
     return "\n".join(lines)

@@ -32,7 +32,7 @@ def load_model_cached(
     """
     key: CacheKey = (
         str(Path(path).expanduser().resolve()),
-        str(Path(base_vlm).expanduser().resolve()) if base_vlm is not None else None,
+        str(Path(base_vlm).expanduser().resolve()) if base_vlm else None,
         step,
         str(resolve_device(device)),
         resolve_dtype(dtype),

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from transformers.utils import logging as hf_logging
 
+from .benchmark import format_report, run_benchmark
 from .checkpoint import locate_run, match_state_dict, read_state_dict
 from .errors import CheckpointError
 from .internvla_m1 import InternVLAM1
@@ -78,6 +79,18 @@ def _parser() -> argparse.ArgumentParser:
     answer.add_argument("--prompt", required=True, help="prompt, used verbatim")
     answer.add_argument("--max-new-tokens", type=int, default=64, help="generation budget")
     answer.set_defaults(handler=_answer)
+
+    bench = commands.add_parser(
+        "bench", help="time per stage and peak memory while loading (tiny model default)"
+    )
+    bench.add_argument(
+        "run", nargs="?", type=Path, help="run folder (default: the tiny model, written under --out)"
+    )
+    bench.add_argument("--out", type=Path, default=Path("bench_out"), help="folder for bench_model_cpu.json")
+    bench.add_argument("--repeats", type=int, default=10, help="timed predict_action calls")
+    bench.add_argument("--warmup", type=int, default=2, help="untimed calls first")
+    _add_runtime_arguments(bench)
+    bench.set_defaults(handler=_bench)
 
     tiny = commands.add_parser("tiny", help="write a tiny random model in the released run layout")
     tiny.add_argument("out_dir", type=Path, help="run folder to create")
@@ -176,6 +189,18 @@ def _predict(args: argparse.Namespace) -> int:
 def _answer(args: argparse.Namespace) -> int:
     image = _read_image(args.image)
     print(_load(args).answer(image, args.prompt, max_new_tokens=args.max_new_tokens))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    run = args.run or write_tiny_run(args.out / "tiny_run")
+    result = run_benchmark(
+        run, repeats=args.repeats, warmup=args.warmup, device=args.device, dtype=args.dtype
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "bench_model_cpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    print(format_report(result))
+    print(f"wrote {args.out / 'bench_model_cpu.json'}")
     return 0
 
 

@@ -25,7 +25,7 @@ from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig
 
 from .checkpoint import RunFiles, load_weights, locate_run, read_state_dict
 from .config import QFORMER_HEADS, M1Config
-from .diffusion import ddim_sample, ddim_schedule, guided_eps_fn
+from .diffusion import DdimSchedule, ddim_sample, ddim_schedule, guided_eps_fn
 from .dinov2 import DinoEncoder
 from .dit import ActionModel
 from .normalization import read_norm_stats, resolve_unnorm_key, unnormalize_actions
@@ -91,8 +91,6 @@ class InternVLAM1(nn.Module):
         self.dino_pro = nn.Linear(self.dino_encoder.num_channels, qwen_config.text_config.hidden_size)
         self._lock = threading.RLock()
 
-    # ------------------------------------------------------------------ loading
-
     @classmethod
     def from_pretrained(
         cls,
@@ -132,8 +130,6 @@ class InternVLAM1(nn.Module):
         with torch.device("meta"):
             return cls(config, qwen_config, processor, norm_stats, dtype)
 
-    # ------------------------------------------------------------------ properties
-
     @property
     def unnorm_keys(self) -> list[str]:
         return sorted(self.norm_stats)
@@ -166,8 +162,6 @@ class InternVLAM1(nn.Module):
         """(w, h) Qwen's processor resizes a (width, height) source image to; grounding answers are in it."""
         return self.processor.target_size(width, height)
 
-    # ------------------------------------------------------------------ inference
-
     @torch.inference_mode()
     def predict_action(
         self,
@@ -187,6 +181,7 @@ class InternVLAM1(nn.Module):
         on every device. Guidance runs when ``cfg_scale > 1``.
         """
         key = resolve_unnorm_key(self.norm_stats, unnorm_key)
+        schedule = ddim_schedule(self.config.diffusion_steps, ddim_steps)  # refuse a bad count before work
         if generator is None and seed is not None:
             generator = torch.Generator().manual_seed(seed)
         images = as_image_batch(batch_images, instructions)
@@ -209,7 +204,7 @@ class InternVLAM1(nn.Module):
                 layers = hidden[self.config.qformer_start_layer : self.config.qformer_end_layer]
                 condition = self.layer_qformer([torch.cat([layer, dino_tokens], dim=1) for layer in layers])
             with self._timed(timings, "dit"):
-                normalized = self._sample(condition, cfg_scale, ddim_steps, generator).cpu().numpy()
+                normalized = self._sample(condition, cfg_scale, schedule, generator).cpu().numpy()
         timings["total"] = sum(timings.values())
         actions = unnormalize_actions(normalized, self.norm_stats[key]["action"])
         return ActionPrediction(normalized=normalized, actions=actions, unnorm_key=key, timings=timings)
@@ -245,8 +240,6 @@ class InternVLAM1(nn.Module):
         """The text of :meth:`generate`."""
         return self.generate(image, prompt, max_new_tokens=max_new_tokens).text
 
-    # ------------------------------------------------------------------ stages
-
     def prompt_text(self, instruction: str) -> str:
         """Upstream lower-cases the instruction, then fills the CoT template when the config has one."""
         instruction = instruction.lower()
@@ -278,7 +271,11 @@ class InternVLAM1(nn.Module):
         return torch.stack(per_sample)
 
     def _sample(
-        self, condition: torch.Tensor, cfg_scale: float, ddim_steps: int, generator: torch.Generator | None
+        self,
+        condition: torch.Tensor,
+        cfg_scale: float,
+        schedule: DdimSchedule,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
         shape = (condition.shape[0], self.config.horizon, self.config.action_dim)
         noise_device = generator.device if generator is not None else torch.device("cpu")
@@ -290,7 +287,7 @@ class InternVLAM1(nn.Module):
         if cfg_scale > 1.0:
             uncondition = net.z_embedder.uncondition.unsqueeze(0).expand_as(condition)
         eps_fn = guided_eps_fn(net, condition, uncondition, cfg_scale)
-        return ddim_sample(eps_fn, noise, ddim_schedule(self.config.diffusion_steps, ddim_steps))
+        return ddim_sample(eps_fn, noise, schedule)
 
     def _to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {
@@ -334,9 +331,10 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
 
 
 def resolve_base_vlm(configured: str, run_dir: Path, override: str | Path | None) -> Path:
-    """Where the base VLM folder is: the override, else the config's path taken as absolute or relative
-    to the run folder, its parent (the layout the reference fixtures use) or the working directory."""
-    if override is not None:
+    """Where the base VLM folder is: the override (an empty string, as a ROS parameter gives, means none),
+    else the config's path taken as absolute or relative to the run folder, its parent (the layout the
+    reference fixtures use) or the working directory."""
+    if override:
         return Path(override).expanduser()
     configured_path = Path(configured).expanduser()
     if configured_path.is_absolute():

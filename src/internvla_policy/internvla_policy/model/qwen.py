@@ -2,9 +2,9 @@
 
 transformers 5.x's ``AutoProcessor`` needs torchvision (for video) and is not used: the tokenizer,
 the PIL image processor and the chat template are driven directly, reproducing what upstream's
-processor plus qwen-vl-utils produced. One thing the 5.x processor used to supply must be passed
-by hand: ``mm_token_type_ids``. Without it Qwen silently computes wrong rotary positions for the
-image tokens.
+processor plus qwen-vl-utils produced. One input the 5.x processor would have made is built here
+too: ``mm_token_type_ids``. Without it Qwen silently computes wrong rotary positions for the image
+tokens.
 """
 
 from __future__ import annotations
@@ -16,7 +16,13 @@ from pathlib import Path
 import torch
 from PIL import Image
 from torch import nn
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
+from transformers import (
+    AutoConfig,
+    AutoModelForImageTextToText,
+    AutoTokenizer,
+    GenerationConfig,
+    PreTrainedTokenizerBase,
+)
 from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil, smart_resize
 
@@ -107,7 +113,7 @@ class QwenProcessor:
 
     def __init__(
         self,
-        tokenizer: AutoTokenizer,
+        tokenizer: PreTrainedTokenizerBase,
         image_processor: Qwen2VLImageProcessorPil,
         generation: GenerationConfig,
     ) -> None:
