@@ -21,6 +21,7 @@ ACTION_FRAMES = ("base", "ee")
 SPATIAL_PROMPT_MODES = ("latent", "text", "overlay", "off")
 ENSEMBLE_MODES = ("adaptive", "newest")
 GROUNDING_KINDS = ("box", "point", "trace")
+GRIPPER_MODES = ("fraction", "none")
 ENCODINGS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8")
 
 
@@ -175,12 +176,16 @@ class ActionSection:
 
 @dataclass(frozen=True)
 class GripperSection:
-    """Gripper command: an opening fraction published as std_msgs/Float64 (1 = open)."""
+    """Gripper command: an opening fraction published as std_msgs/Float64 (1 = open).
+
+    ``inverted`` publishes 1 - opening for drivers that take a closing fraction; ``binary``
+    sends only fully open or closed, as the released models were trained on.
+    """
 
     command_topic: str
-    joint_names: tuple[str, ...]
-    closed_position: float
-    open_position: float
+    mode: str
+    inverted: bool
+    binary: bool
 
 
 @dataclass(frozen=True)
@@ -321,9 +326,9 @@ def parse_profile(document: Any, source: str = "<profile>") -> RobotProfile:
     gripper = top.section("gripper")
     gripper_section = GripperSection(
         command_topic=gripper.text("command_topic", "/internvla/gripper_command"),
-        joint_names=gripper.names("joint_names", []),
-        closed_position=gripper.number("closed_position", 0.0),
-        open_position=gripper.number("open_position", 1.0),
+        mode=gripper.text("mode", "fraction", GRIPPER_MODES),
+        inverted=gripper.flag("inverted", False),
+        binary=gripper.flag("binary", True),
     )
     gripper.done()
 

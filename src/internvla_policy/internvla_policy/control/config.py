@@ -169,6 +169,12 @@ class PolicyParams:
     )
     ddim_steps: int = _param(10, "int", "DDIM sampling steps per chunk.", positive=True)
     seed: int = _param(-1, "int", "Noise seed for every chunk; -1 = fresh noise each time.", minimum=-1)
+    torch_threads: int = _param(
+        0,
+        "int",
+        "Torch CPU threads (process-wide); 0 = all cores but one, kept for the control timer.",
+        minimum=0,
+    )
     share_model: bool = _param(
         True, "bool", "Share one loaded model with other nodes of this process (same checkpoint and device)."
     )

@@ -36,6 +36,9 @@ from internvla_policy.control.safety import SafetyGate, SafetyLimits, limit_join
 from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
 from internvla_policy.control.state import PolicyState
 
+WAITING_FOR_CHUNK = "waiting for the next action chunk"
+"""The hold between chunks when inference is slower than a chunk lasts: routine, not a fault."""
+
 
 @dataclass(frozen=True)
 class ControllerSettings:
@@ -158,13 +161,18 @@ class PolicyController:
             self._joint_error = None
         return None
 
-    def on_instruction(self, text: str, now: float) -> None:
-        """A new instruction invalidates every chunk computed for the previous one; empty means stop."""
+    def on_instruction(self, text: str, now: float) -> bool:
+        """Store the instruction; True when it changed the task (a repeat only refreshes its age).
+
+        A new instruction invalidates every chunk computed for the previous one; empty means stop.
+        """
         text = text.strip()
         with self._lock:
-            if self._instruction is None or self._instruction[0] != text:
+            changed = (self._instruction[0] if self._instruction else "") != text
+            if changed:
                 self._invalidate_chunks()
             self._instruction = (text, now) if text else None
+            return changed
 
     def on_spatial_prompt(self, prompt: SpatialPrompt, now: float) -> None:
         with self._lock:
@@ -215,7 +223,7 @@ class PolicyController:
             action = self._schedule.action_at(self._tick)
             q = self._joints.positions
         if action is None:
-            return TickResult(PolicyState.HOLDING, "waiting for the next action chunk", None, received)
+            return TickResult(PolicyState.HOLDING, WAITING_FOR_CHUNK, None, received)
         state, detail, command = self._command(now, action, q)
         if command is not None:
             with self._lock:

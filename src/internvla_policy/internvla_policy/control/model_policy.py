@@ -7,12 +7,27 @@ checkpoint fits the 7-D delta end-effector action space, and unbatches.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
+import torch
 
 from internvla_policy.control.action import DIMENSION_NAMES
 from internvla_policy.control.inference import ChunkPrediction
 from internvla_policy.model import InternVLAM1, load_model_cached
 from internvla_policy.model.normalization import resolve_unnorm_key
+
+
+def set_torch_threads(requested: int) -> int:
+    """Set torch's CPU thread count: `requested`, or for 0 every core this process may use but one.
+
+    The spare core keeps the control timer on time; more threads than free cores makes torch's
+    worker threads wait on each other (measured here: 2 threads on 2 busy cores ran the tiny model
+    5-15x slower than 1 thread). The setting is process-wide.
+    """
+    threads = requested if requested > 0 else max(1, len(os.sched_getaffinity(0)) - 1)
+    torch.set_num_threads(threads)
+    return threads
 
 
 def load_model(checkpoint: str, base_vlm: str, device: str, dtype: str, share: bool) -> InternVLAM1:

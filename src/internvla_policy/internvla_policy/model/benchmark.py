@@ -8,6 +8,7 @@ hide the loader's own peak. There the kernel's high-water mark is reset after th
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.queues
 import os
 import platform
 import time
@@ -39,6 +40,7 @@ def _memory_kib() -> dict[str, int]:
 
 
 def _reset_peak() -> bool:
+    """Reset this process's peak RSS to its current RSS; False where the kernel does not allow it."""
     try:
         with open("/proc/self/clear_refs", "w") as clear_refs:
             clear_refs.write("5")  # resets VmHWM to the current RSS
@@ -47,7 +49,8 @@ def _reset_peak() -> bool:
         return False
 
 
-def _load_in_child(run: str, device: str, dtype: str, results: multiprocessing.Queue) -> None:
+def _load_in_child(run: str, device: str, dtype: str, results: multiprocessing.queues.Queue) -> None:
+    """Runs in the spawned process: load once and report time and memory through ``results``."""
     reset = _reset_peak()
     before = _memory_kib()
     start = time.perf_counter()

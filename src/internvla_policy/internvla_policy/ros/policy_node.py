@@ -63,7 +63,8 @@ ik_max_iterations (int, 200), ik_damping (double, 0.01).
 
 Model: base_vlm (string, '' = from the checkpoint config), device ('cpu' | 'cuda' | 'cuda:N',
 'cpu'), dtype ('float32' | 'bfloat16' | 'float16', 'float32'), cfg_scale (double, 1.5),
-ddim_steps (int, 10), seed (int, -1 = fresh noise per chunk), share_model (bool, true).
+ddim_steps (int, 10), seed (int, -1 = fresh noise per chunk), torch_threads (int, 0 = all cores
+but one), share_model (bool, true).
 
 Action selection: ensemble_mode ('adaptive' | 'newest', 'adaptive'), ensemble_k (int, 2),
 ensemble_alpha (double, 0.1), spatial_prompt_mode ('latent' | 'text' | 'overlay' | 'off',
@@ -97,7 +98,13 @@ from internvla_msgs.msg import ActionChunk, PolicyStatus
 from internvla_msgs.msg import SpatialPrompt as SpatialPromptMsg
 from internvla_policy.control.action import ACTION_SPACE, DIMENSION_NAMES, ActionConvention
 from internvla_policy.control.config import ConfigError, PolicyParams
-from internvla_policy.control.controller import Command, ControllerSettings, PolicyController, ReceivedChunk
+from internvla_policy.control.controller import (
+    WAITING_FOR_CHUNK,
+    Command,
+    ControllerSettings,
+    PolicyController,
+    ReceivedChunk,
+)
 from internvla_policy.control.ensembler import ChunkSchedule
 from internvla_policy.control.inference import InferenceWorker
 from internvla_policy.control.kinematics import KinematicsError, make_kinematics
@@ -246,11 +253,12 @@ class PolicyNode(Node):
     def _load_model(self) -> None:
         """Load and warm up the model off the executor; the node reports STARTING meanwhile."""
         # Imported here so that torch and transformers load on this thread, not before the first status.
-        from internvla_policy.control.model_policy import ModelChunkPolicy, load_model
+        from internvla_policy.control.model_policy import ModelChunkPolicy, load_model, set_torch_threads
 
         p = self.params
         try:
             started = time.perf_counter()
+            threads = set_torch_threads(p.torch_threads)
             model = load_model(p.checkpoint, p.base_vlm, p.device, p.dtype, p.share_model)
             policy = ModelChunkPolicy(
                 model,
@@ -268,8 +276,8 @@ class PolicyNode(Node):
             self.get_logger().error(f"cannot load checkpoint {p.checkpoint!r}: {exc}")
             return
         self.get_logger().info(
-            f"model ready: {p.checkpoint} on {p.device}/{p.dtype}, unnorm_key '{policy.unnorm_key}', "
-            f"load {loaded - started:.1f} s, warm-up {self._warmup_s:.2f} s"
+            f"model ready: {p.checkpoint} on {p.device}/{p.dtype} ({threads} CPU threads), unnorm_key "
+            f"'{policy.unnorm_key}', load {loaded - started:.1f} s, warm-up {self._warmup_s:.2f} s"
         )
         self._worker = InferenceWorker(
             policy,
@@ -311,10 +319,9 @@ class PolicyNode(Node):
             self.get_logger().warning(f"dropped joint state: {problem}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_instruction(self, msg: String) -> None:
-        self.controller.on_instruction(msg.data, self._now())
-        self.get_logger().info(
-            f"instruction: {msg.data.strip()!r}" if msg.data.strip() else "instruction cleared"
-        )
+        if self.controller.on_instruction(msg.data, self._now()):
+            text = msg.data.strip()
+            self.get_logger().info(f"instruction: {text!r}" if text else "instruction cleared")
 
     def _on_prompt(self, msg: SpatialPromptMsg) -> None:
         try:
@@ -363,7 +370,10 @@ class PolicyNode(Node):
         changed = result.state != self._last_state
         self._last_state, self._last_detail = result.state, result.detail
         if changed:
-            self.get_logger().info(f"state {result.state.name}: {result.detail}")
+            # Slow inference makes RUNNING and the wait between chunks alternate every few ticks.
+            routine = result.state is PolicyState.RUNNING or result.detail == WAITING_FOR_CHUNK
+            log = self.get_logger().debug if routine else self.get_logger().info
+            log(f"state {result.state.name}: {result.detail}")
             self._publish_status()
 
     def _publish_command(self, command: Command) -> None:

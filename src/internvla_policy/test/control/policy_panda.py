@@ -26,5 +26,7 @@ VELOCITY = np.array([2.175, 2.175, 2.175, 2.175, 2.61, 2.61, 2.61])
 
 def panda_urdf() -> str:
     if not PANDA_URDF.is_file():
-        pytest.skip("example-robot-data is not installed (make setup, or pip install --no-deps example-robot-data)")
+        pytest.skip(
+            "example-robot-data is not installed (make setup, or pip install --no-deps example-robot-data)"
+        )
     return str(PANDA_URDF)

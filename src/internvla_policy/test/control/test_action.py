@@ -16,7 +16,9 @@ ACTION = np.array([0.01, 0.0, -0.02, 0.0, 0.0, 0.1, 1.0])
 def test_base_frame_adds_translation_in_base_axes_and_premultiplies_rotation():
     target = ActionConvention(frame="base").target_pose(CURRENT, ACTION)
     np.testing.assert_allclose(target.position, [0.41, 0.1, 0.28])
-    np.testing.assert_allclose(target.rotation, rpy_to_matrix(np.array([0.0, 0.0, np.pi / 2 + 0.1])), atol=1e-12)
+    np.testing.assert_allclose(
+        target.rotation, rpy_to_matrix(np.array([0.0, 0.0, np.pi / 2 + 0.1])), atol=1e-12
+    )
 
 
 def test_ee_frame_rotates_the_translation_into_the_tool_axes():
@@ -43,8 +45,10 @@ def test_signs_and_scales_map_dataset_axes_onto_the_robot():
     )
     action = np.array([0.01, 0.02, 0.0, 0.0, 0.0, 0.2, 1.0])
     target = convention.target_pose(CURRENT, action)
-    np.testing.assert_allclose(target.position, CURRENT.position + [0.02, -0.04, 0.0])
-    np.testing.assert_allclose(target.rotation, rpy_to_matrix(np.array([0.0, 0.0, np.pi / 2 - 0.1])), atol=1e-12)
+    np.testing.assert_allclose(target.position, CURRENT.position + np.array([0.02, -0.04, 0.0]))
+    np.testing.assert_allclose(
+        target.rotation, rpy_to_matrix(np.array([0.0, 0.0, np.pi / 2 - 0.1])), atol=1e-12
+    )
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from internvla_policy.control.action import ActionConvention
-from internvla_policy.control.controller import ControllerSettings, PolicyController
+from internvla_policy.control.controller import WAITING_FOR_CHUNK, ControllerSettings, PolicyController
 from internvla_policy.control.ensembler import ChunkSchedule
 from internvla_policy.control.inference import ChunkPrediction, ChunkResult
 from internvla_policy.control.kinematics import PinocchioKinematics
@@ -93,11 +93,12 @@ def test_state_progression_to_a_command_within_limits():
     assert rig.tick().state is PolicyState.STARTING
     rig.controller.set_model_ready()
     assert (rig.tick().state, rig.tick().detail) == (PolicyState.WAITING, "no instruction")
-    rig.controller.on_instruction("  pick up the red block. ", rig.now)
+    assert rig.controller.on_instruction("  pick up the red block. ", rig.now)
+    assert not rig.controller.on_instruction("pick up the red block.", rig.now)  # a repeat
     result = rig.tick()
     assert result.state is PolicyState.HOLDING and "no joint state yet" in result.detail
     rig.feed()
-    assert rig.tick().detail == "waiting for the next action chunk"
+    assert rig.tick().detail == WAITING_FOR_CHUNK
     rig.feed()
     assert rig.infer(chunk(dx=0.05)).request.instruction == "pick up the red block."
     result = rig.tick()
@@ -172,7 +173,7 @@ def test_disable_and_estop_stop_commands_and_drop_old_chunks(rig):
     rig.controller.gate.set_enabled(True)
     rig.feed()
     result = rig.tick()
-    assert result.command is None and result.detail == "waiting for the next action chunk"
+    assert result.command is None and result.detail == WAITING_FOR_CHUNK
     rig.infer(chunk())
     assert rig.tick().command is not None
     rig.controller.gate.on_estop(True)
@@ -187,7 +188,7 @@ def test_non_finite_chunk_is_rejected(rig):
     rig.infer(actions)
     result = rig.tick()
     assert result.command is None and result.new_chunks == ()
-    assert result.detail == "waiting for the next action chunk"
+    assert result.detail == WAITING_FOR_CHUNK
     assert rig.controller.stats.inference_errors == 1
 
 

@@ -19,7 +19,9 @@ def test_adaptive_ensemble_hand_computed():
     predictions[0, 0] = 1.0
     predictions[1, 1] = 1.0
     predictions[2, :2] = 1.0
-    np.testing.assert_allclose(adaptive_weights(predictions, 0.1), [0.3300632, 0.3300632, 0.3398735], atol=1e-6)
+    np.testing.assert_allclose(
+        adaptive_weights(predictions, 0.1), [0.3300632, 0.3300632, 0.3398735], atol=1e-6
+    )
     expected = np.zeros(7)
     expected[:2] = 0.6699368
     np.testing.assert_allclose(adaptive_ensemble(predictions, 0.1), expected, atol=1e-6)

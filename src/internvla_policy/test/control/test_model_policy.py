@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from internvla_policy.control.action import ActionConvention
 from internvla_policy.control.controller import ControllerSettings, PolicyController
 from internvla_policy.control.ensembler import ChunkSchedule
 from internvla_policy.control.inference import InferenceRequest, InferenceWorker
 from internvla_policy.control.kinematics import PinocchioKinematics
-from internvla_policy.control.model_policy import ModelChunkPolicy, load_model
+from internvla_policy.control.model_policy import ModelChunkPolicy, load_model, set_torch_threads
 from internvla_policy.control.observation import CameraFrame
 from internvla_policy.control.safety import SafetyGate, SafetyLimits
 from internvla_policy.control.state import PolicyState
@@ -131,3 +132,9 @@ def test_run_once_reports_latency_and_the_model_instruction(tiny_policy):
     result = worker.run_once(InferenceRequest((frame,), "pick.", None, 0))
     assert result.latency_s > 0 and result.model_instruction == "pick."
     assert result.request.stamp == 5.0
+
+
+def test_torch_threads_leave_a_core_for_the_control_timer():
+    assert set_torch_threads(1) == 1 and torch.get_num_threads() == 1
+    assert set_torch_threads(0) == max(1, len(os.sched_getaffinity(0)) - 1)
+    set_torch_threads(1)

@@ -15,7 +15,9 @@ LIMITS = SafetyLimits(
     workspace_max=np.array([0.8, 0.5, 0.9]),
     max_translation_per_tick=0.02,
     max_rotation_per_tick=0.1,
-    joints=JointLimits(lower=np.array([-1.0, -2.0]), upper=np.array([1.0, 0.5]), velocity=np.array([2.0, 1.0])),
+    joints=JointLimits(
+        lower=np.array([-1.0, -2.0]), upper=np.array([1.0, 0.5]), velocity=np.array([2.0, 1.0])
+    ),
     joint_position_margin=0.05,
     joint_velocity_scale=0.5,
 )
@@ -23,7 +25,7 @@ CURRENT = Pose(np.array([0.5, 0.0, 0.5]), np.eye(3))
 
 
 def test_small_step_inside_the_box_passes_unchanged():
-    target = Pose(CURRENT.position + [0.01, 0.0, -0.005], rpy_to_matrix(np.array([0.0, 0.05, 0.0])))
+    target = Pose(CURRENT.position + np.array([0.01, 0.0, -0.005]), rpy_to_matrix(np.array([0.0, 0.05, 0.0])))
     clamped, clamps = limit_pose_step(CURRENT, target, LIMITS)
     assert clamps == []
     np.testing.assert_array_equal(clamped.position, target.position)
@@ -38,7 +40,9 @@ def test_workspace_box_clamps_each_axis():
 
 
 def test_translation_step_is_limited_along_the_requested_direction():
-    clamped, clamps = limit_pose_step(CURRENT, Pose(CURRENT.position + [0.03, 0.04, 0.0], np.eye(3)), LIMITS)
+    clamped, clamps = limit_pose_step(
+        CURRENT, Pose(CURRENT.position + np.array([0.03, 0.04, 0.0]), np.eye(3)), LIMITS
+    )
     assert clamps == ["translation_step"]
     np.testing.assert_allclose(clamped.position - CURRENT.position, [0.012, 0.016, 0.0], atol=1e-12)
 

@@ -72,7 +72,14 @@ def start_node(tmp_path: Path, params: dict) -> tuple[subprocess.Popen, Path]:
     params_file = tmp_path / "policy.yaml"
     params_file.write_text(yaml.safe_dump({"internvla_policy": {"ros__parameters": params}}))
     log = tmp_path / "policy_node.log"
-    command = [sys.executable, "-m", "internvla_policy.ros.policy_node", "--ros-args", "--params-file", str(params_file)]
+    command = [
+        sys.executable,
+        "-m",
+        "internvla_policy.ros.policy_node",
+        "--ros-args",
+        "--params-file",
+        str(params_file),
+    ]
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     return process, log
@@ -99,7 +106,13 @@ class Probe:
         self.camera_on = True
         self.last_frame_stamp = 0.0
         self.joint_positions = HOME.copy()
-        self.received: dict[str, list] = {"trajectory": [], "pose": [], "gripper": [], "chunk": [], "status": []}
+        self.received: dict[str, list] = {
+            "trajectory": [],
+            "pose": [],
+            "gripper": [],
+            "chunk": [],
+            "status": [],
+        }
         n = self.node
         self.image_pub = n.create_publisher(Image, CAMERAS[0], qos_profile_sensor_data)
         self.compressed_pub = n.create_publisher(CompressedImage, CAMERAS[1], qos_profile_sensor_data)

@@ -107,7 +107,11 @@ def test_spatial_prompt_round_trip():
     msg = result_to_spatial_prompt(result, HEADER, "pick up the red block", "Your task is: ...", "[...", 0.42)
     assert msg.header == HEADER
     assert (msg.image_width, msg.image_height) == (640, 480)
-    assert (msg.instruction, msg.prompt, msg.raw_answer) == ("pick up the red block", "Your task is: ...", "[...")
+    assert (msg.instruction, msg.prompt, msg.raw_answer) == (
+        "pick up the red block",
+        "Your task is: ...",
+        "[...",
+    )
     assert msg.parse_status == SpatialPrompt.PARSE_PARTIAL
     assert (msg.latency.sec, msg.latency.nanosec) == (0, 420_000_000)
     assert msg.boxes[0].label == "red block" and msg.boxes[0].x_min == 20.5

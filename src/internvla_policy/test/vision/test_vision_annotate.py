@@ -34,7 +34,9 @@ def test_the_input_frame_is_never_modified_and_the_output_matches_it():
 
 
 def test_box_edges_are_drawn_in_the_labels_colour_and_the_inside_is_left_alone():
-    drawn = draw_grounding(np.zeros((100, 200, 3), np.uint8), result([Box2D(40, 30, 120, 90, "cup")]), style=THIN)
+    drawn = draw_grounding(
+        np.zeros((100, 200, 3), np.uint8), result([Box2D(40, 30, 120, 90, "cup")]), style=THIN
+    )
     cup = color_for("cup")
     # Pixel columns 40 and 119 are the first and last inside the box (Point2D: pixel i spans [i, i+1)).
     assert drawn_in(drawn, 40, 60, cup)
@@ -78,7 +80,9 @@ def test_same_label_same_colour_and_labels_spread_over_the_palette():
 
 
 def test_a_result_is_scaled_onto_a_frame_of_another_size():
-    half = draw_grounding(np.zeros((50, 100, 3), np.uint8), result([Box2D(40, 30, 120, 90, "cup")]), style=THIN)
+    half = draw_grounding(
+        np.zeros((50, 100, 3), np.uint8), result([Box2D(40, 30, 120, 90, "cup")]), style=THIN
+    )
     assert drawn_in(half, 20, 30, color_for("cup"))  # x 40 -> 20 on the half-size frame
     assert colour_at(half, 40, 30) == (0, 0, 0)
 

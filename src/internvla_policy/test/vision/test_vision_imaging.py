@@ -58,7 +58,9 @@ def test_every_encoding_round_trips(encoding):
     assert decoded.dtype == dtype
     np.testing.assert_array_equal(decoded, pixels)
     # rclpy hands the payload over as array.array('B'), not bytes.
-    np.testing.assert_array_equal(decode_image(**fields(encoded, data=array.array("B", encoded.data))), pixels)
+    np.testing.assert_array_equal(
+        decode_image(**fields(encoded, data=array.array("B", encoded.data))), pixels
+    )
 
 
 def test_rows_with_padding_are_cropped_to_the_width():
@@ -76,7 +78,9 @@ def test_big_endian_depth_is_read_in_its_byte_order(encoding):
     pixels = random_pixels(encoding)
     big = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
     itemsize = pixels.dtype.itemsize
-    decoded = decode_image(encoding=encoding, width=7, height=5, step=7 * itemsize, data=big, is_bigendian=True)
+    decoded = decode_image(
+        encoding=encoding, width=7, height=5, step=7 * itemsize, data=big, is_bigendian=True
+    )
     np.testing.assert_array_equal(decoded, pixels)
     assert decoded.dtype.isnative
 

@@ -28,7 +28,9 @@ def test_from_k_reads_a_row_major_camera_info_k():
     assert (k.fx, k.fy, k.cx, k.cy, k.width, k.height) == (500.0, 501.0, 320.5, 240.5, 640, 480)
 
 
-@pytest.mark.parametrize("k", [[0.0] * 9, [500, 0, 320, 0, 500, float("nan"), 0, 0, 1], [-1, 0, 1, 0, 1, 1, 0, 0, 1]])
+@pytest.mark.parametrize(
+    "k", [[0.0] * 9, [500, 0, 320, 0, 500, float("nan"), 0, 0, 1], [-1, 0, 1, 0, 1, 1, 0, 0, 1]]
+)
 def test_uncalibrated_or_invalid_k_is_rejected(k):
     with pytest.raises(ValueError, match="invalid pinhole intrinsics"):
         PinholeIntrinsics.from_k(k, 640, 480)
