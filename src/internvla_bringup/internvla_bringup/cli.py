@@ -10,6 +10,7 @@ internvla demo                                        simulated Franka, one epis
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import tempfile
 import time
@@ -19,6 +20,8 @@ from pathlib import Path
 from internvla_bringup.graph import LAUNCH_ARGUMENTS, GraphArgumentError, GraphOptions, describe_graph
 from internvla_bringup.profiles import ProfileError, available_profiles, load_profile
 from internvla_bringup.runner import GraphRunner, package_available
+
+DISCOVERY_SETTLE_S = 1.5
 
 
 def parse_launch_arguments(items: Sequence[str]) -> dict[str, str]:
@@ -77,9 +80,9 @@ def _status(args: argparse.Namespace) -> int:
     from internvla_bringup.ros.client import GraphClient
 
     with GraphClient() as client:
-        deadline = time.monotonic() + args.timeout
-        while time.monotonic() < deadline and client.latest_status is None:
-            time.sleep(0.1)
+        # Discovery of every node takes a moment even when the status arrives at once.
+        time.sleep(DISCOVERY_SETTLE_S)
+        client.wait_for(lambda: client.latest_status is not None, args.timeout)
         print(client.describe())
     return 0 if client.latest_status is not None else 1
 
@@ -163,8 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _exit_on_sigterm(signum: int, _frame: object) -> None:
+    # SystemExit unwinds the context managers, so the runner stops the graph it started.
+    raise SystemExit(128 + signum)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args)
     except (ProfileError, GraphArgumentError, RuntimeError) as error:

@@ -298,9 +298,13 @@ def describe_graph(profile: RobotProfile, options: GraphOptions, run_dir: Path) 
                 parameters={
                     "sim_robot": {"robot": profile.sim_robot, "seed": options.seed, "task": options.task}
                 },
-                remappings=(
-                    ("/joint_command", profile.robot.joint_command_topic),
-                    ("/internvla/gripper_command", profile.gripper.command_topic),
+                remappings=tuple(
+                    (source, target)
+                    for source, target in (
+                        ("/joint_command", profile.robot.joint_command_topic),
+                        ("/internvla/gripper_command", profile.gripper.command_topic),
+                    )
+                    if source != target
                 ),
             )
         )

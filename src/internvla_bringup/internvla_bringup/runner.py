@@ -9,6 +9,8 @@ and a clean shutdown that forwards SIGINT and escalates only when a node does no
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
@@ -25,6 +27,7 @@ from internvla_bringup.graph import NodeSpec, write_parameters_file
 
 SHUTDOWN_GRACE_S = 10.0
 RESTART_BACKOFF_S = 1.0
+PR_SET_PDEATHSIG = 1
 
 
 def executable_path(spec: NodeSpec) -> Path:
@@ -40,6 +43,12 @@ def executable_path(spec: NodeSpec) -> Path:
     if not path.is_file():
         raise RuntimeError(f"{spec.package} has no executable {spec.executable!r} (looked for {path})")
     return path
+
+
+def _die_with_parent() -> None:
+    """In the child: be sent SIGTERM if the runner dies without stopping the graph (even by SIGKILL)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def package_available(package: str) -> bool:
@@ -123,6 +132,7 @@ class GraphRunner:
         # shuts the children down in order instead of all of them dying at once.
         node.process = subprocess.Popen(
             node.command,
+            preexec_fn=_die_with_parent,
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,

@@ -56,6 +56,7 @@ class GraphClient:
 
     def close(self) -> None:
         self._executor.shutdown()
+        self._thread.join(timeout=5.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self._context)
 

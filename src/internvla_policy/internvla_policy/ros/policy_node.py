@@ -96,20 +96,11 @@ from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
 
 from internvla_msgs.msg import ActionChunk, PolicyStatus
 from internvla_msgs.msg import SpatialPrompt as SpatialPromptMsg
-from internvla_policy.control.action import ACTION_SPACE, DIMENSION_NAMES, ActionConvention
+from internvla_policy.control.action import ACTION_SPACE, DIMENSION_NAMES
 from internvla_policy.control.config import ConfigError, PolicyParams
-from internvla_policy.control.controller import (
-    WAITING_FOR_CHUNK,
-    Command,
-    ControllerSettings,
-    PolicyController,
-    ReceivedChunk,
-)
-from internvla_policy.control.ensembler import ChunkSchedule
+from internvla_policy.control.controller import WAITING_FOR_CHUNK, Command, PolicyController, ReceivedChunk
 from internvla_policy.control.inference import InferenceWorker
-from internvla_policy.control.kinematics import KinematicsError, make_kinematics
 from internvla_policy.control.observation import CameraFrame
-from internvla_policy.control.safety import SafetyGate, SafetyLimits
 from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
 from internvla_policy.control.state import PolicyState
 from internvla_policy.ros.msg_conversions import (
@@ -138,59 +129,11 @@ def _stamp(seconds: float):
 
 
 class PolicyNode(Node):
-    def __init__(self, **kwargs) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+    def __init__(self, node_name: str = NODE_NAME, **kwargs) -> None:
+        super().__init__(node_name, **kwargs)
         self.params = self._read_params()
-        p = self.params
-        try:
-            kinematics = make_kinematics(
-                p.kinematics_backend,
-                p.urdf_path,
-                p.joint_names,
-                p.base_frame,
-                p.ee_frame,
-                moveit_group=p.moveit_group,
-                ik_max_iterations=p.ik_max_iterations,
-                ik_damping=p.ik_damping,
-            )
-        except KinematicsError as exc:
-            raise ConfigError(f"robot model (urdf_path, joint_names, base_frame, ee_frame): {exc}") from exc
-        limits = SafetyLimits(
-            workspace_min=np.array(p.workspace_min),
-            workspace_max=np.array(p.workspace_max),
-            max_translation_per_tick=p.max_translation_per_tick_m,
-            max_rotation_per_tick=p.max_rotation_per_tick_rad,
-            joints=kinematics.limits,
-            joint_position_margin=p.joint_position_margin_rad,
-            joint_velocity_scale=p.joint_velocity_scale,
-        )
-        convention = ActionConvention(
-            frame=p.action_frame,
-            rotation_format=p.action_rotation_format,
-            axis_signs=p.action_axis_signs,
-            translation_scale=p.action_translation_scale,
-            rotation_scale=p.action_rotation_scale,
-            gripper_inverted=p.gripper_inverted,
-            gripper_binary=p.gripper_binary,
-        )
-        settings = ControllerSettings(
-            control_period_s=p.control_period_s,
-            camera_names=p.camera_topics,
-            camera_max_age_s=p.camera_max_age_s,
-            joint_state_max_age_s=p.joint_state_max_age_s,
-            instruction_max_age_s=p.instruction_max_age_s,
-            spatial_prompt_max_age_s=p.spatial_prompt_max_age_s,
-            spatial_prompt_mode=p.spatial_prompt_mode,
-        )
-        self.controller = PolicyController(
-            settings,
-            kinematics,
-            convention,
-            limits,
-            SafetyGate(p.start_enabled, p.heartbeat_timeout_s),
-            ChunkSchedule(p.ensemble_mode, p.ensemble_k, p.ensemble_alpha, p.control_period_s),
-            self._now,
-        )
+        self.controller = PolicyController.from_params(self.params, self._now)
+        self._closing = threading.Event()
         self._worker: InferenceWorker | None = None
         self._warmup_s = 0.0
         self._last_state: PolicyState | None = None
@@ -279,17 +222,22 @@ class PolicyNode(Node):
             f"model ready: {p.checkpoint} on {p.device}/{p.dtype} ({threads} CPU threads), unnorm_key "
             f"'{policy.unnorm_key}', load {loaded - started:.1f} s, warm-up {self._warmup_s:.2f} s"
         )
-        self._worker = InferenceWorker(
+        worker = InferenceWorker(
             policy,
             p.spatial_prompt_mode,
             self.controller.next_request,
             self.controller.on_chunk,
             self._on_inference_error,
         )
-        self._worker.start()
+        if self._closing.is_set():
+            return
+        self._worker = worker
+        worker.start()
         self.controller.set_model_ready()
 
     def shutdown(self) -> None:
+        """Stop inference; a model still loading will not start it."""
+        self._closing.set()
         if self._worker is not None:
             self._worker.stop()
 
