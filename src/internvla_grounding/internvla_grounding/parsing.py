@@ -4,7 +4,8 @@ Real answers are messy: code fences, prose around the JSON, single quotes, trail
 Python tuples, JSON cut off by the token limit, wrong types, absurd numbers. The parser reads
 every bracketed value it can find with a small tolerant reader (it never uses eval), interprets
 what has a grounding shape, maps coordinates to the source image, and says in the status what it
-dropped and why instead of guessing. It never raises on any string.
+dropped and why instead of guessing. No answer text makes it raise (only bad image sizes,
+which are the caller's error).
 
 Rules that decide what is kept (documented here because users will ask):
 - Coordinates are the Qwen2.5-VL convention: pixels of the image as the processor resized it
@@ -73,7 +74,7 @@ def parse_answer(
     if width <= 0 or height <= 0 or min(extent) <= 0:
         raise ValueError(f"image sizes must be positive, got source {source_size} and model {extent}")
     interpreter = _Interpreter(_Frame(width, height, extent), kind)
-    return interpreter.run(answer if isinstance(answer, str) else str(answer))
+    return interpreter.run(answer)
 
 
 @dataclass(frozen=True)
@@ -191,7 +192,8 @@ class _Interpreter:
         elif not (top_level and isinstance(numbers, _Tuple)):
             # A parenthesised aside in prose such as "(1)" is not an answer; a bracketed list is.
             self.report.drop(
-                f"a list of {len(numbers)} numbers is neither a point [x, y] nor a box [x1, y1, x2, y2]"
+                f"a coordinate list of length {len(numbers)} is neither a point [x, y] "
+                "nor a box [x1, y1, x2, y2]"
             )
 
     def mapping(self, obj: dict) -> None:

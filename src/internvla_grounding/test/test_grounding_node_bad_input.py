@@ -94,7 +94,7 @@ def test_bad_camera_frames(node, graph, case):
     [
         ("", "empty instruction"),
         ("   \n ", "empty instruction"),
-        ("x" * 10_000, "10000 characters, more than max_instruction_length"),
+        ("x" * 10_000, "instruction of 10000 characters, more than max_instruction_length"),
     ],
 )
 def test_bad_instructions_keep_the_previous_one(node, graph, text, warning):

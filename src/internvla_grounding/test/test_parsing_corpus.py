@@ -162,7 +162,7 @@ CORPUS = [
     # Plain coordinate lists.
     case("[10, 20, 110, 120]", OK, [(*RED, "")], id="plain-box"),
     case("[[10, 20, 110, 120], [150, 30, 200, 90]]", OK, [(*RED, ""), (*BOWL, "")], id="plain-boxes"),
-    case("[10, 20, 110]", FAILED, message="list of 3 numbers", id="plain-three-numbers"),
+    case("[10, 20, 110]", FAILED, message="coordinate list of length 3", id="plain-three-numbers"),
     # Truncated by the token limit.
     case(
         '[{"bbox_2d": [10, 20, 110, 120], "label": "red block"}, {"bbox_2d": [150, 30, 2',

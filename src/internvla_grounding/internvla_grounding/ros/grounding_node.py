@@ -92,7 +92,6 @@ class GroundingNode(Node):
         self.settings: GroundingSettings = settings_from_values(self._declare_parameters())
         self.drops = DropCounter(self.settings.warn_throttle_s)
         self.fatal_error: str | None = None
-        self.skipped_frames = 0
         self._lock = threading.Lock()
         self._frame: _Frame | None = None
         self._frame_seq = 0
@@ -159,6 +158,8 @@ class GroundingNode(Node):
         return values
 
     def _load_model(self) -> None:
+        # Imported here, on the worker: torch and transformers take seconds to import, and a bad
+        # parameter should be reported before that.
         from internvla_policy.model import InternVLAM1, load_model_cached
 
         s = self.settings
@@ -212,14 +213,19 @@ class GroundingNode(Node):
         if instruction_pending:
             self._submit_stream_job()
 
-    def _on_instruction(self, msg: String) -> None:
-        text = msg.data.strip()
+    def _instruction_problem(self, text: str) -> str | None:
         limit = self.settings.max_instruction_length
         if not text:
-            self._drop("instruction", "empty instruction")
-            return
+            return "empty instruction"
         if len(text) > limit:
-            self._drop("instruction", f"{len(text)} characters, more than max_instruction_length={limit}")
+            return f"instruction of {len(text)} characters, more than max_instruction_length={limit}"
+        return None
+
+    def _on_instruction(self, msg: String) -> None:
+        text = msg.data.strip()
+        problem = self._instruction_problem(text)
+        if problem:
+            self._drop("instruction", problem)
             return
         with self._lock:
             self._instruction = text
@@ -264,8 +270,7 @@ class GroundingNode(Node):
             if max_age > 0 and time.monotonic() - frame.received > max_age:
                 return  # the camera went quiet: wait for the next frame rather than ground an old one
             self._submitted = key
-        if self.worker.submit_latest(lambda: self._ground_and_publish(frame, instruction)):
-            self.skipped_frames += 1
+        self.worker.submit_latest(lambda: self._ground_and_publish(frame, instruction))
 
     def _ground_and_publish(self, frame: _Frame, instruction: str) -> None:
         grounding = self._grounder.ground(frame.rgb, instruction, self.settings.kind)
@@ -317,41 +322,35 @@ class GroundingNode(Node):
     def _on_ground(self, request: Ground.Request, response: Ground.Response) -> Ground.Response:
         received = time.monotonic()
         response.spatial_prompt.header = request.image.header
+        instruction = request.instruction.strip()
         try:
             rgb = image_to_rgb(request.image, self.settings.max_image_pixels)
             kind = GroundingKind.from_code(request.kind)
         except ValueError as exc:  # ImageFormatError included
-            return self._reject(response, "request", str(exc))
-        instruction = request.instruction.strip()
-        if not instruction or len(instruction) > self.settings.max_instruction_length:
-            reason = (
-                "empty instruction"
-                if not instruction
-                else (
-                    f"instruction of {len(instruction)} characters, more than "
-                    f"max_instruction_length={self.settings.max_instruction_length}"
-                )
-            )
-            return self._reject(response, "request", reason)
+            return self._reject(response, str(exc))
+        problem = self._instruction_problem(instruction)
+        if problem:
+            return self._reject(response, problem)
         try:
             grounding = self.worker.request(
                 lambda: self._grounder.ground(rgb, instruction, kind), self.settings.service_timeout_s
             )
         except TimeoutError:
             return self._reject(
-                response, "request", f"no result within service_timeout_s={self.settings.service_timeout_s}"
+                response, f"no result within service_timeout_s={self.settings.service_timeout_s}"
             )
-        except (WorkerBusyError, RuntimeError) as exc:
-            return self._reject(response, "request", str(exc))
-        response.spatial_prompt = self._spatial_prompt(
-            grounding, request.image.header, time.monotonic() - received
-        )
+        except WorkerBusyError as exc:
+            return self._reject(response, str(exc))
+        except Exception as exc:  # the model failed on this request: answer it, keep serving
+            return self._reject(response, f"grounding failed: {type(exc).__name__}: {exc}")
+        latency = time.monotonic() - received
+        response.spatial_prompt = self._spatial_prompt(grounding, request.image.header, latency)
         response.success = grounding.result.status is not ParseStatus.FAILED
         response.message = grounding.result.status_message or "ok"
         return response
 
-    def _reject(self, response: Ground.Response, source: str, reason: str) -> Ground.Response:
-        self._drop(source, reason)
+    def _reject(self, response: Ground.Response, reason: str) -> Ground.Response:
+        self._drop("request", reason)
         response.success = False
         response.message = reason
         return response

@@ -49,6 +49,7 @@ def grounding_markers(
                 color=color,
                 text=label,
             )
+            # Optical frame: y points down, so the label floats just above its item.
             text.pose.position = Point(
                 x=float(text_at[0]), y=float(text_at[1] - TEXT_HEIGHT_M), z=float(text_at[2])
             )

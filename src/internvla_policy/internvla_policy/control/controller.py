@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from internvla_policy.control.action import ActionConvention
+from internvla_policy.control.config import ConfigError, PolicyParams
 from internvla_policy.control.ensembler import ChunkSchedule, ScheduledChunk
 from internvla_policy.control.inference import ChunkResult, InferenceRequest
-from internvla_policy.control.kinematics import Kinematics
+from internvla_policy.control.kinematics import Kinematics, KinematicsError, make_kinematics
 from internvla_policy.control.observation import (
     CameraFrame,
     InvalidInputError,
@@ -123,6 +124,59 @@ class PolicyController:
         self._last_request_stamps: tuple[float, ...] | None = None
         self._tick = 0
         self._model_block: tuple[PolicyState, str] | None = (PolicyState.STARTING, "loading the model")
+
+    @classmethod
+    def from_params(cls, p: PolicyParams, clock: Callable[[], float]) -> PolicyController:
+        """Everything the node's parameters describe; ConfigError when the robot model does not fit them."""
+        try:
+            kinematics = make_kinematics(
+                p.kinematics_backend,
+                p.urdf_path,
+                p.joint_names,
+                p.base_frame,
+                p.ee_frame,
+                moveit_group=p.moveit_group,
+                ik_max_iterations=p.ik_max_iterations,
+                ik_damping=p.ik_damping,
+            )
+        except KinematicsError as exc:
+            raise ConfigError(f"robot model (urdf_path, joint_names, base_frame, ee_frame): {exc}") from exc
+        limits = SafetyLimits(
+            workspace_min=np.array(p.workspace_min),
+            workspace_max=np.array(p.workspace_max),
+            max_translation_per_tick=p.max_translation_per_tick_m,
+            max_rotation_per_tick=p.max_rotation_per_tick_rad,
+            joints=kinematics.limits,
+            joint_position_margin=p.joint_position_margin_rad,
+            joint_velocity_scale=p.joint_velocity_scale,
+        )
+        convention = ActionConvention(
+            frame=p.action_frame,
+            rotation_format=p.action_rotation_format,
+            axis_signs=p.action_axis_signs,
+            translation_scale=p.action_translation_scale,
+            rotation_scale=p.action_rotation_scale,
+            gripper_inverted=p.gripper_inverted,
+            gripper_binary=p.gripper_binary,
+        )
+        settings = ControllerSettings(
+            control_period_s=p.control_period_s,
+            camera_names=p.camera_topics,
+            camera_max_age_s=p.camera_max_age_s,
+            joint_state_max_age_s=p.joint_state_max_age_s,
+            instruction_max_age_s=p.instruction_max_age_s,
+            spatial_prompt_max_age_s=p.spatial_prompt_max_age_s,
+            spatial_prompt_mode=p.spatial_prompt_mode,
+        )
+        return cls(
+            settings,
+            kinematics,
+            convention,
+            limits,
+            SafetyGate(p.start_enabled, p.heartbeat_timeout_s),
+            ChunkSchedule(p.ensemble_mode, p.ensemble_k, p.ensemble_alpha, p.control_period_s),
+            clock,
+        )
 
     @property
     def instruction(self) -> str:

@@ -56,8 +56,8 @@ def draw_grounding(
 ) -> np.ndarray:
     """A copy of image_rgb ([H, W, 3] uint8, any strides) with the result drawn on it.
 
-    The result's coordinates are in the frame's pixels; a frame of another size than the
-    result's image is drawn on after scaling, so a resized view can be annotated too.
+    The result's coordinates are pixels of its own image (image_width x image_height); a frame
+    of another size, such as the policy's resized model view, is drawn on after scaling.
     """
     canvas = np.array(image_rgb, dtype=np.uint8, order="C", copy=True)
     height, width = canvas.shape[:2]
@@ -68,6 +68,7 @@ def draw_grounding(
         pen.trace(trace)
     for keypoint in result.points:
         pen.keypoint(keypoint)
+    pen.draw_labels()
     if caption:
         pen.caption(caption)
     return canvas
@@ -88,6 +89,7 @@ class _Pen:
         self.font_scale = style.font_scale or max(0.35, short_side / 900)
         self.radius = style.point_radius or max(3, 2 * self.thickness + 1)
         self.show_scores = style.show_scores
+        self._labels: list[tuple[str, tuple[int, int], tuple[int, int, int], int]] = []
 
     def _fixed(self, p: Point2D) -> tuple[int, int]:
         """cv2 fixed-point coordinates of p (Point2D puts pixel i's centre at i + 0.5, cv2 at i)."""
@@ -117,7 +119,9 @@ class _Pen:
             self.canvas, center, radius + (self.thickness << _SHIFT), (255, 255, 255), -1, cv2.LINE_AA, _SHIFT
         )
         cv2.circle(self.canvas, center, radius, color, -1, cv2.LINE_AA, _SHIFT)
-        self.label(self._text(keypoint.label, keypoint.score), center, color)
+        self.label(
+            self._text(keypoint.label, keypoint.score), center, color, beside=self.radius + 2 * self.thickness
+        )
 
     def trace(self, trace: Trace2D) -> None:
         if not trace.points:
@@ -144,17 +148,30 @@ class _Pen:
     def _length(path: np.ndarray) -> float:
         return float(np.hypot(*(path[-1] - path[-2]))) / (1 << _SHIFT)
 
-    def label(self, text: str, anchor: tuple[int, int], color: tuple[int, int, int]) -> None:
-        """Text on a filled tag just above the anchor (below it when there is no room above)."""
-        if not text:
-            return
+    def label(self, text: str, anchor: tuple[int, int], color: tuple[int, int, int], beside: int = 0) -> None:
+        """Queue a label; all are drawn after the shapes so that no line crosses a label's text."""
+        if text:
+            self._labels.append((text, anchor, color, beside))
+
+    def draw_labels(self) -> None:
+        for label in self._labels:
+            self._tag(*label)
+
+    def _tag(self, text: str, anchor: tuple[int, int], color: tuple[int, int, int], beside: int) -> None:
+        """Text on a filled tag just above the anchor (below it when there is no room above).
+
+        beside > 0 puts the tag that many pixels to the right of the anchor instead, centred on it,
+        so a point's label covers neither the point nor the label of the box around it.
+        """
         (tw, th), baseline = cv2.getTextSize(text, _FONT, self.font_scale, 1)
+        tag_h = th + baseline + 2
         height, width = self.canvas.shape[:2]
-        x = min(max(anchor[0] >> _SHIFT, 0), max(width - tw - 2, 0))
-        y = anchor[1] >> _SHIFT
-        top = y - th - baseline - 2 if y - th - baseline - 2 >= 0 else min(y, height - th - baseline - 2)
-        top = max(top, 0)
-        cv2.rectangle(self.canvas, (x, top), (x + tw + 2, top + th + baseline + 2), color, -1)
+        x, y = (anchor[0] >> _SHIFT) + beside, anchor[1] >> _SHIFT
+        above = y - tag_h
+        top = y - tag_h // 2 if beside else (above if above >= 0 else y)
+        x = min(max(x, 0), max(width - tw - 2, 0))
+        top = min(max(top, 0), max(height - tag_h, 0))
+        cv2.rectangle(self.canvas, (x, top), (x + tw + 2, top + tag_h), color, -1)
         ink = (0, 0, 0) if sum(color) > 382 else (255, 255, 255)
         cv2.putText(self.canvas, text, (x + 1, top + th + 1), _FONT, self.font_scale, ink, 1, cv2.LINE_AA)
 

@@ -11,6 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from internvla_policy.control.config import PolicyParams
+
 PANDA_URDF = (
     Path(sysconfig.get_paths()["purelib"])
     / "cmeel.prefix/share/example-robot-data/robots/panda_description/urdf/panda.urdf"
@@ -30,3 +32,24 @@ def panda_urdf() -> str:
             "example-robot-data is not installed (make setup, or pip install --no-deps example-robot-data)"
         )
     return str(PANDA_URDF)
+
+
+def profile_values(**overrides) -> dict:
+    """Node parameter values of a Franka profile; the rest at their defaults (10 Hz, 2 cm and 0.1 rad
+    per tick, half the URDF velocities)."""
+    values = {
+        "joint_names": list(JOINTS),
+        "urdf_path": panda_urdf(),
+        "base_frame": BASE,
+        "ee_frame": EE,
+        "camera_topics": ["scene"],
+        "workspace_min": [0.2, -0.5, 0.05],
+        "workspace_max": [0.8, 0.5, 0.9],
+        "checkpoint": "(not loaded by the control core)",
+        "start_enabled": True,
+    }
+    return {**values, **overrides}
+
+
+def profile(**overrides) -> PolicyParams:
+    return PolicyParams.from_mapping(profile_values(**overrides))

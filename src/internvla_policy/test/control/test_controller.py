@@ -8,20 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from internvla_policy.control.action import ActionConvention
-from internvla_policy.control.controller import WAITING_FOR_CHUNK, ControllerSettings, PolicyController
-from internvla_policy.control.ensembler import ChunkSchedule
+from internvla_policy.control.controller import WAITING_FOR_CHUNK, PolicyController
 from internvla_policy.control.inference import ChunkPrediction, ChunkResult
 from internvla_policy.control.kinematics import PinocchioKinematics
 from internvla_policy.control.observation import CameraFrame
 from internvla_policy.control.pose import rotation_angle
-from internvla_policy.control.safety import SafetyGate, SafetyLimits
 from internvla_policy.control.spatial_prompt import SpatialPrompt
 from internvla_policy.control.state import PolicyState
 from internvla_policy.vision.geometry import GroundingResult
 
 sys.path.insert(0, str(Path(__file__).parent))
-from policy_panda import BASE, EE, HOME, JOINTS, panda_urdf
+from policy_panda import BASE, EE, HOME, JOINTS, VELOCITY, panda_urdf, profile
 
 PERIOD = 0.1
 IMAGE = np.zeros((48, 64, 3), np.uint8)
@@ -30,29 +27,10 @@ IMAGE = np.zeros((48, 64, 3), np.uint8)
 class Rig:
     """A controller on the Franka with a hand-driven clock and hand-made chunks."""
 
-    def __init__(self, mode: str = "latent", start_enabled: bool = True) -> None:
+    def __init__(self, **overrides) -> None:
         self.now = 100.0
-        kinematics = PinocchioKinematics(panda_urdf(), JOINTS, BASE, EE)
-        self.limits = SafetyLimits(
-            workspace_min=np.array([0.2, -0.5, 0.05]),
-            workspace_max=np.array([0.8, 0.5, 0.9]),
-            max_translation_per_tick=0.02,
-            max_rotation_per_tick=0.1,
-            joints=kinematics.limits,
-            joint_position_margin=0.01,
-            joint_velocity_scale=0.5,
-        )
-        settings = ControllerSettings(PERIOD, ("scene",), 0.5, 0.25, 0.0, 0.0, mode)
-        self.kinematics = kinematics
-        self.controller = PolicyController(
-            settings,
-            kinematics,
-            ActionConvention(),
-            self.limits,
-            SafetyGate(start_enabled, 0.0),
-            ChunkSchedule("adaptive", 2, 0.1, PERIOD),
-            lambda: self.now,
-        )
+        self.kinematics = PinocchioKinematics(panda_urdf(), JOINTS, BASE, EE)
+        self.controller = PolicyController.from_params(profile(**overrides), lambda: self.now)
 
     def feed(self, q: np.ndarray = HOME) -> None:
         """Fresh camera frame and joint state stamped now."""
@@ -111,7 +89,7 @@ def test_state_progression_to_a_command_within_limits():
     reached = rig.kinematics.fk(command.joint_positions)
     assert np.linalg.norm(reached.position - command.ee_target.position) < 1e-3
     assert rotation_angle(reached.rotation, command.ee_target.rotation) < 0.01
-    assert np.all(np.abs(command.joint_positions - HOME) <= rig.limits.joints.velocity * 0.5 * PERIOD + 1e-12)
+    assert np.all(np.abs(command.joint_positions - HOME) <= VELOCITY * 0.5 * PERIOD + 1e-12)
     assert command.gripper_opening == 1.0
     assert rig.controller.stats.commands == 1 and rig.controller.stats.chunk_count == 1
 
@@ -207,7 +185,7 @@ def test_an_exhausted_chunk_holds(rig):
 
 
 def test_text_mode_waits_for_a_prompt_of_the_current_instruction():
-    rig = Rig(mode="text")
+    rig = Rig(spatial_prompt_mode="text")
     rig.controller.set_model_ready()
     rig.controller.on_instruction("pick up the red block.", rig.now)
     rig.feed()

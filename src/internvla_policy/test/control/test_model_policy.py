@@ -12,21 +12,17 @@ import numpy as np
 import pytest
 import torch
 
-from internvla_policy.control.action import ActionConvention
-from internvla_policy.control.controller import ControllerSettings, PolicyController
-from internvla_policy.control.ensembler import ChunkSchedule
+from internvla_policy.control.controller import PolicyController
 from internvla_policy.control.inference import InferenceRequest, InferenceWorker
-from internvla_policy.control.kinematics import PinocchioKinematics
 from internvla_policy.control.model_policy import ModelChunkPolicy, load_model, set_torch_threads
 from internvla_policy.control.observation import CameraFrame
-from internvla_policy.control.safety import SafetyGate, SafetyLimits
 from internvla_policy.control.state import PolicyState
 from internvla_policy.model.normalization import unnormalize_actions
 from internvla_policy.model.tiny import write_tiny_run
 from internvla_policy.vision.imaging import ImageFormatError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from policy_panda import BASE, EE, HOME, JOINTS, panda_urdf
+from policy_panda import HOME, JOINTS, profile
 
 SHARED = Path(os.environ.get("INTERNVLA_SHARED_DIR", "/work/shared"))
 PROBE = SHARED / "reference" / "tiny_a" / "unnormalize_probe"
@@ -80,19 +76,8 @@ def bad_frame() -> np.ndarray:
 
 def test_worker_feeds_the_controller_and_survives_bad_frames(tiny_policy):
     now = [100.0]
-    kinematics = PinocchioKinematics(panda_urdf(), JOINTS, BASE, EE)
-    limits = SafetyLimits(
-        np.array([0.0, -0.6, 0.0]), np.array([0.9, 0.6, 1.0]), 0.02, 0.1, kinematics.limits, 0.01, 0.5
-    )
-    controller = PolicyController(
-        ControllerSettings(0.1, ("scene",), 1e9, 1e9, 0.0, 0.0, "latent"),
-        kinematics,
-        ActionConvention(),
-        limits,
-        SafetyGate(True, 0.0),
-        ChunkSchedule("adaptive", 2, 0.1, 0.1),
-        lambda: now[0],
-    )
+    # The clock stands still while the model runs, so nothing goes stale and no step is skipped.
+    controller = PolicyController.from_params(profile(), lambda: now[0])
     controller.set_model_ready()
     controller.on_instruction("pick up the red block.", now[0])
     controller.on_joint_state(list(JOINTS), list(HOME), now[0])

@@ -34,7 +34,7 @@ from internvla_policy.model.tiny import write_tiny_run
 from internvla_policy.ros.msg_conversions import array_to_image, rgb_to_compressed
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
-from policy_panda import BASE, EE, HOME, JOINTS, LOWER, UPPER, VELOCITY, panda_urdf
+from policy_panda import BASE, EE, HOME, JOINTS, LOWER, UPPER, VELOCITY, panda_urdf, profile_values
 
 PERIOD = 0.1
 CAMERA_MAX_AGE = 0.5
@@ -46,11 +46,7 @@ TIMEOUT_S = 120.0
 
 
 def node_parameters(checkpoint: str, **overrides) -> dict:
-    params = {
-        "joint_names": list(JOINTS),
-        "urdf_path": panda_urdf(),
-        "base_frame": BASE,
-        "ee_frame": EE,
+    values = {
         "camera_topics": list(CAMERAS),
         "camera_compressed": [False, True],
         "workspace_min": WORKSPACE_MIN.tolist(),
@@ -65,7 +61,7 @@ def node_parameters(checkpoint: str, **overrides) -> dict:
         "start_enabled": False,
         "status_rate_hz": 5.0,
     }
-    return {**params, **overrides}
+    return profile_values(**{**values, **overrides})
 
 
 def start_node(tmp_path: Path, params: dict) -> tuple[subprocess.Popen, Path]:
@@ -281,9 +277,9 @@ def test_starts_disabled_then_commands_within_limits(probe, policy_node):
     chunk = probe.messages("chunk", enabled_at)[0]
     assert (chunk.horizon, chunk.dimension, len(chunk.data)) == (16, 7, 112) and not chunk.normalized
     assert chunk.header.frame_id == BASE and chunk.action_space == "delta_eef_rpy_gripper"
-    wait_for(lambda: probe.latest_status().state == PolicyStatus.STATE_RUNNING, 10.0, "RUNNING status")
+    wait_for(lambda: probe.latest_status().commands_published >= 20, 10.0, "the status to count the commands")
     status = probe.latest_status()
-    assert status.chunk_count >= 1 and status.commands_published >= 20
+    assert status.chunk_count >= 1
     assert status.instruction == "pick up the red block and place it in the bowl."
     assert status.last_inference_latency.sec + status.last_inference_latency.nanosec > 0
 

@@ -16,21 +16,14 @@ from internvla_policy.ros import policy_node
 from internvla_policy.ros.policy_node import PolicyNode
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "control"))
-from policy_panda import BASE, EE, JOINTS, panda_urdf
+from policy_panda import profile_values
 
 
 def overrides(**values) -> list[Parameter]:
-    base = {
-        "joint_names": list(JOINTS),
-        "urdf_path": panda_urdf(),
-        "base_frame": BASE,
-        "ee_frame": EE,
-        "camera_topics": ["/camera/image"],
-        "workspace_min": [0.2, -0.5, 0.05],
-        "workspace_max": [0.8, 0.5, 0.9],
-        "checkpoint": "/nonexistent/run",
-    }
-    return [Parameter(name, value=value) for name, value in {**base, **values}.items()]
+    profile = profile_values(
+        **{"checkpoint": "/nonexistent/run", "camera_topics": ["/camera/image"], **values}
+    )
+    return [Parameter(name, value=value) for name, value in profile.items()]
 
 
 @pytest.fixture
