@@ -240,7 +240,8 @@ def _float_attr(attrs: dict[str, str], key: str, default: float) -> float:
 def urdf_joint_limits(urdf_xml: str) -> dict[str, JointLimits]:
     """Position, velocity and effort limits of every non-fixed URDF joint (continuous: +-inf)."""
     limits = {}
-    for joint in ET.fromstring(urdf_xml).iter("joint"):
+    # Direct children only: <transmission> elements also hold <joint> tags, without limits.
+    for joint in ET.fromstring(urdf_xml).findall("joint"):
         if joint.get("type") in ("fixed", "floating", "planar"):
             continue
         lim = joint.find("limit")

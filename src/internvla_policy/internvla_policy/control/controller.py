@@ -14,9 +14,8 @@ target from the measured pose, clamped, solved by IK, clamped again in joint spa
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -88,9 +87,7 @@ class ControllerStats:
     commands: int = 0
     dropped_inputs: int = 0
     inference_errors: int = 0
-    ik_failures: int = 0
     last_inference_latency_s: float = 0.0
-    clamps: Counter = field(default_factory=Counter)
 
 
 class PolicyController:
@@ -282,7 +279,6 @@ class PolicyController:
         if command is not None:
             with self._lock:
                 self.stats.commands += 1
-                self.stats.clamps.update(command.clamps)
         return TickResult(state, detail, command, received)
 
     def _command(
@@ -290,15 +286,11 @@ class PolicyController:
     ) -> tuple[PolicyState, str, Command | None]:
         current = self._kinematics.fk(q)
         target, clamps = limit_pose_step(current, self._convention.target_pose(current, action), self._limits)
-        if not target.is_finite():
-            return PolicyState.HOLDING, "non-finite end-effector target", None
-        solution = self._kinematics.ik(target, q)
+        solution = self._kinematics.ik(target, q)  # fails on a non-finite target too
         if not solution.success:
-            with self._lock:
-                self.stats.ik_failures += 1
             return PolicyState.HOLDING, f"IK failed: {solution.message}", None
         q_cmd, joint_clamps = limit_joint_step(q, solution.q, self.settings.control_period_s, self._limits)
-        if not np.all(np.isfinite(q_cmd)):
+        if not np.all(np.isfinite(q_cmd)):  # the last check before anything reaches the robot
             return PolicyState.HOLDING, "non-finite joint command", None
         all_clamps = tuple(clamps + joint_clamps)
         command = Command(now, q_cmd, target, self._convention.gripper_opening(action), action, all_clamps)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -26,14 +26,10 @@ class ChunkPrediction:
 
     actions: np.ndarray
     normalized: np.ndarray
-    timings: dict[str, float] = field(default_factory=dict)
 
 
 class ChunkPolicy(Protocol):
     """What the worker needs from a model: one chunk for one observation."""
-
-    horizon: int
-    action_dim: int
 
     def view_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) the model's processor turns a source image of this size into."""
@@ -60,7 +56,6 @@ class InferenceRequest:
 class ChunkResult:
     request: InferenceRequest
     prediction: ChunkPrediction
-    model_instruction: str
     latency_s: float
 
 
@@ -100,7 +95,7 @@ class InferenceWorker:
             self._thread.join(timeout_s)
 
     def run_once(self, request: InferenceRequest) -> ChunkResult:
-        """Decode, apply the spatial prompt and predict one chunk (also used for the warm-up)."""
+        """Decode the frames, apply the spatial prompt and predict one chunk."""
         start = time.perf_counter()
         images = [frame.decode() for frame in request.frames]
         instruction, images = apply_spatial_prompt(
@@ -112,7 +107,7 @@ class InferenceWorker:
             self._policy.view_size,
         )
         prediction = self._policy.predict(images, instruction)
-        return ChunkResult(request, prediction, instruction, time.perf_counter() - start)
+        return ChunkResult(request, prediction, time.perf_counter() - start)
 
     def _run(self) -> None:
         while not self._stop.is_set():

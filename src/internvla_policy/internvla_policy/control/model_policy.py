@@ -53,8 +53,6 @@ class ModelChunkPolicy:
                 f"{len(DIMENSION_NAMES)}-D delta end-effector space {DIMENSION_NAMES}"
             )
         self.unnorm_key = resolve_unnorm_key(model.norm_stats, unnorm_key)
-        self.horizon = model.horizon
-        self.action_dim = model.action_dim
         self._model = model
         self._cfg_scale = cfg_scale
         self._ddim_steps = ddim_steps
@@ -75,4 +73,4 @@ class ModelChunkPolicy:
             seed=self._seed,
             unnorm_key=self.unnorm_key,
         )
-        return ChunkPrediction(prediction.actions[0], prediction.normalized[0], prediction.timings)
+        return ChunkPrediction(prediction.actions[0], prediction.normalized[0])

@@ -42,7 +42,7 @@ class Rig:
         request = self.controller.next_request()
         if request is None:
             return None
-        result = ChunkResult(request, ChunkPrediction(actions, actions), request.instruction, 0.05)
+        result = ChunkResult(request, ChunkPrediction(actions, actions), 0.05)
         self.controller.on_chunk(result)
         return result
 
@@ -109,7 +109,7 @@ def test_a_new_instruction_discards_chunks_of_the_old_one(rig):
     rig.feed()
     request = rig.controller.next_request()
     rig.controller.on_instruction("open the drawer.", rig.now)
-    rig.controller.on_chunk(ChunkResult(request, ChunkPrediction(chunk(), chunk()), "", 0.05))
+    rig.controller.on_chunk(ChunkResult(request, ChunkPrediction(chunk(), chunk()), 0.05))
     result = rig.tick()
     assert result.new_chunks == () and result.command is None
 
