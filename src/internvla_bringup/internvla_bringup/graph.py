@@ -244,6 +244,7 @@ def _grounding_parameters(
         "share_model": options.share_model,
         "kind": profile.grounding.kind,
         "rate_hz": profile.grounding.rate_hz,
+        "max_new_tokens": profile.grounding.max_new_tokens,
         "image_transport": "compressed" if camera.compressed else "raw",
     }
 

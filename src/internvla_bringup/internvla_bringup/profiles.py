@@ -232,6 +232,7 @@ class GroundingSection:
     camera: str
     kind: str
     rate_hz: float
+    max_new_tokens: int
 
 
 @dataclass(frozen=True)
@@ -373,6 +374,7 @@ def parse_profile(document: Any, source: str = "<profile>") -> RobotProfile:
         camera=grounding.text("camera", cameras[0].name),
         kind=grounding.text("kind", "box", GROUNDING_KINDS),
         rate_hz=grounding.number("rate_hz", 0.5, strictly_positive=True, high=30.0),
+        max_new_tokens=grounding.integer("max_new_tokens", 128, low=8, high=2048),
     )
     if grounding_section.camera not in [c.name for c in cameras]:
         raise grounding.fail("camera", f"no camera named {grounding_section.camera!r} in cameras")

@@ -18,11 +18,12 @@ from internvla_policy.ros.msg_conversions import array_to_image, duration_to_sec
 
 INSTRUCTION = "Pick up the red block."
 TIMEOUT_S = 30.0
+MAX_FRAME_AGE_S = 6.0  # long enough for a loaded CI machine to ground a frame before it turns stale
 
 
 @pytest.fixture(scope="module")
 def node(start_node, graph):
-    started = start_node()
+    started = start_node(max_frame_age_s=MAX_FRAME_AGE_S)
     graph.wait_for_subscribers()
     graph.instruct(INSTRUCTION)
     return started
@@ -107,6 +108,18 @@ def test_a_new_instruction_is_grounded_on_the_newest_frame(node, graph):
         "a prompt for the new instruction",
     )
     assert prompt.header.stamp.sec == 230  # no new frame was needed
+    graph.instruct(INSTRUCTION)
+    graph.wait_for(lambda: graph.prompts[-1].instruction == INSTRUCTION, TIMEOUT_S, "the instruction back")
+
+
+def test_an_instruction_after_the_camera_went_quiet_waits_for_the_next_frame(node, graph):
+    ground(graph, 240)
+    time.sleep(MAX_FRAME_AGE_S + 0.5)  # frame 240 is now too old to ground
+    graph.instruct("Open the drawer")
+    time.sleep(1.0)
+    assert all(p.instruction != "Open the drawer" for p in graph.prompts)
+    prompt = ground(graph, 241)
+    assert prompt.instruction == "Open the drawer"
     graph.instruct(INSTRUCTION)
     graph.wait_for(lambda: graph.prompts[-1].instruction == INSTRUCTION, TIMEOUT_S, "the instruction back")
 

@@ -52,7 +52,7 @@ def test_share_model_uses_the_process_wide_cache_or_a_private_copy(tiny_run, sha
         try:
             assert node.worker.ready.wait(60) and node.worker.setup_error is None
             shared = load_model_cached(tiny_run)
-            assert (node._grounder.model is shared) is share_model
+            assert (node.model is shared) is share_model
         finally:
             node.worker.stop()
             node.destroy_node()

@@ -3,7 +3,7 @@
 Modules: ``assets`` (robot files from registry packages), ``robots`` and ``scene`` (model
 assembly), ``servo`` (rate-limited joint targets), ``camera`` (rendering, intrinsics, labels),
 ``tasks`` (seeded task family, success), ``env`` (``SimEnv``), ``kinematics`` and ``expert``
-(IK pick and place), ``lerobot_writer`` and ``record`` (expert datasets).
+(IK pick and place), ``record`` (expert datasets, written by internvla_policy.data.LeRobotWriter).
 """
 
 import os

@@ -27,27 +27,28 @@ from pathlib import Path
 from internvla_bringup.sim.camera import camera_pose, project
 from internvla_bringup.sim.env import SimEnv
 from internvla_bringup.sim.expert import ScriptedExpert
-from internvla_bringup.sim.lerobot_writer import LeRobotWriter, VectorFeature, write_jsonl
 from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import object_label
 from internvla_bringup.sim.transforms import matrix_to_rpy
+from internvla_policy.data import DatasetError, LeRobotWriter, write_jsonl
 
 XYZ, RPY = ("x", "y", "z"), ("roll", "pitch", "yaw")
 ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_open")
+VIDEO_CODEC, VIDEO_GOP = "libsvtav1", 2  # AV1 like LeRobot's recorder; a short GOP for cheap random access
 
 
-def dataset_features(arm_joints: tuple[str, ...]) -> list[VectorFeature]:
-    """The vector columns of a recorded dataset, state first, then actions."""
-    return [
-        VectorFeature("state.joints", arm_joints),
-        VectorFeature("state.gripper_opening", ("opening",)),
-        VectorFeature("state.eef_position", XYZ),
-        VectorFeature("state.eef_rotation", RPY),
-        VectorFeature("action.delta_eef_position", XYZ),
-        VectorFeature("action.delta_eef_rotation", RPY),
-        VectorFeature("action.gripper_open", ("gripper",)),
-        VectorFeature("action.joints", arm_joints),
-    ]
+def dataset_features(arm_joints: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
+    """The vector columns of a recorded dataset with their per-dimension names, state first, then actions."""
+    return {
+        "state.joints": arm_joints,
+        "state.gripper_opening": ("opening",),
+        "state.eef_position": XYZ,
+        "state.eef_rotation": RPY,
+        "action.delta_eef_position": XYZ,
+        "action.delta_eef_rotation": RPY,
+        "action.gripper_open": ("gripper",),
+        "action.joints": arm_joints,
+    }
 
 
 def _record_episode(env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int, label_stride: int) -> dict:
@@ -119,12 +120,12 @@ def record_expert_dataset(
     started = time.monotonic()
     with SimEnv(robot, image_size, image_size, seed=seed, task=task) as env:
         writer = LeRobotWriter(
-            Path(out_dir),
-            fps,
-            env.config.robot_type,
-            dataset_features(env.config.arm_joints),
-            [f"video.{cam}" for cam in env.camera_names],
-            (image_size, image_size),
+            out_dir,
+            fps=fps,
+            robot_type=env.config.robot_type,
+            video_codec=VIDEO_CODEC,
+            video_gop=VIDEO_GOP,
+            feature_names=dataset_features(env.config.arm_joints),
         )
         grounding, successes, attempts = [], 0, 0
         while writer.episode_index < episodes and attempts < 2 * episodes:
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
             args.task,
             keep_failures=args.keep_failures,
         )
-    except (ValueError, FileExistsError, RuntimeError) as exc:
+    except (ValueError, DatasetError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -140,6 +140,11 @@ class GroundingNode(Node):
         self.worker = InferenceWorker(setup=self._load_model, on_error=self._on_job_error)
         self.worker.start()
 
+    @property
+    def model(self):
+        """The loaded model (None until the worker has loaded it); shared with the policy when share_model."""
+        return self._grounder.model if self._grounder is not None else None
+
     # Parameters and model -------------------------------------------------------------------------
 
     def _declare_parameters(self) -> dict:

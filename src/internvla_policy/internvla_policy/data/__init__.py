@@ -17,7 +17,7 @@ from .statistics import (
     write_statistics,
 )
 from .video import VideoDecoder
-from .writer import EpisodeRecord, encode_video, write_dataset
+from .writer import EpisodeRecord, LeRobotWriter, encode_video, write_dataset, write_jsonl
 
 __all__ = [
     "ActionError",
@@ -31,6 +31,7 @@ __all__ = [
     "FeatureStatistics",
     "FrameStamps",
     "LeRobotDataset",
+    "LeRobotWriter",
     "MissingVideo",
     "ReplayEpisode",
     "Sample",
@@ -42,5 +43,6 @@ __all__ = [
     "read_error_file",
     "read_statistics",
     "write_dataset",
+    "write_jsonl",
     "write_statistics",
 ]

@@ -18,6 +18,8 @@ from .errors import CheckpointError
 
 FRAMEWORK_NAME = "InternVLA-M1"
 QFORMER_HEADS = 8  # hard-coded upstream (get_layerwise_qformer)
+DINO_SHORT_SIDE = 224  # upstream's torchvision Resize(224) before DINO
+DINO_PATCH_SIZE = 14  # DINOv2 patch size: DINO's input sides must be multiples of it
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,11 @@ class M1Config:
     cot_prompt: str | None
     """Prompt template with an ``{instruction}`` placeholder; None means the raw instruction."""
     diffusion_steps: int = 100
+    dino_short_side: int = DINO_SHORT_SIDE
+    """Pixels DINO's input is resized to on its shorter side (upstream: 224)."""
+    dit_override: TransformerSize | None = None
+    dino_override: TransformerSize | None = None
+    """Sizes given in the config itself instead of by variant name: small models trained from scratch."""
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     @property
@@ -71,11 +78,11 @@ class M1Config:
 
     @property
     def dit_size(self) -> TransformerSize:
-        return DIT_SIZES[self.action_model_type]
+        return self.dit_override or DIT_SIZES[self.action_model_type]
 
     @property
     def dino_size(self) -> TransformerSize:
-        return DINO_SIZES[self.dino_backbone]
+        return self.dino_override or DINO_SIZES[self.dino_backbone]
 
     @property
     def num_qformer_layers(self) -> int:
@@ -126,14 +133,47 @@ class M1Config:
             ),
             image_size=(int(image_size[0]), int(image_size[1])) if image_size else None,
             cot_prompt=reader.optional("datasets.vla_data.CoT_prompt", None),
+            dino_short_side=int(reader.optional("framework.dino.short_side", DINO_SHORT_SIDE)),
+            dit_override=_size_override(reader, "framework.action_model", "action_hidden_dim", DIT_SIZES),
+            dino_override=_size_override(reader, "framework.dino", "embed_dim", DINO_SIZES),
             raw=tree,
         )
         _validate(config, reader)
         return config
 
 
+def _size_override(
+    reader: _Reader, section: str, width_key: str, named: Mapping[str, TransformerSize]
+) -> TransformerSize | None:
+    """A size from ``<section>.num_blocks``/``num_heads`` (and the width key), when the config gives them.
+
+    Released configs name their variant (DiT-B, dinov2_vits14) and have neither key; small models
+    trained from scratch keep the architecture and module names but choose their own dimensions.
+    """
+    depth = reader.optional(f"{section}.num_blocks", None)
+    heads = reader.optional(f"{section}.num_heads", None)
+    if depth is None and heads is None:
+        return None
+    variant_key = "action_model_type" if section.endswith("action_model") else "dino_backbone"
+    base = named.get(str(reader.optional(f"{section}.{variant_key}", "")))
+    if base is None:
+        raise CheckpointError(f"{reader.source}: {section}.num_blocks/num_heads need a known {variant_key}")
+    width = int(reader.optional(f"{section}.{width_key}", base.width))
+    size = TransformerSize(width, int(depth or base.depth), int(heads or base.heads))
+    if min(size.width, size.depth, size.heads) < 1 or size.width % size.heads:
+        raise CheckpointError(
+            f"{reader.source}: {section}: width {size.width} is not divisible by {size.heads} heads"
+        )
+    return size
+
+
 def _validate(config: M1Config, reader: _Reader) -> None:
     source = reader.source
+    if config.dino_short_side < DINO_PATCH_SIZE or config.dino_short_side % DINO_PATCH_SIZE:
+        raise CheckpointError(
+            f"{source}: framework.dino.short_side must be a positive multiple of {DINO_PATCH_SIZE}, "
+            f"got {config.dino_short_side}"
+        )
     if config.action_model_type not in DIT_SIZES:
         raise CheckpointError(
             f"{source}: framework.action_model.action_model_type {config.action_model_type!r} is not one of "

@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn import functional
 
+from .config import DINO_PATCH_SIZE as PATCH_SIZE
 from .config import TransformerSize
 
-PATCH_SIZE = 14
 HUB_IMAGE_SIZE = 518  # the hub models are built for 518 px, hence a 37x37 position grid
 INTERPOLATE_OFFSET = 0.1  # hub default; it shifts the bicubic scale factor, so it changes the numbers
 LAYER_NORM_EPS = 1e-6

@@ -188,21 +188,14 @@ class InternVLAM1(nn.Module):
         timings: dict[str, float] = {}
         with self._lock:
             with self._timed(timings, "preprocess"):
-                if self.config.image_size:
-                    images = [[resize_to(view, self.config.image_size) for view in views] for views in images]
-                qwen_inputs = self._to_device(
-                    self.processor.encode(
-                        [[self.processor.fit(view) for view in views] for views in images],
-                        [self.prompt_text(text) for text in instructions],
-                    )
-                )
+                images = self.model_views(images)
+                qwen_inputs = self.qwen_inputs(images, [self.prompt_text(text) for text in instructions])
             with self._timed(timings, "vlm"):
                 hidden = self.qwen_vl_interface.hidden_states(qwen_inputs)
             with self._timed(timings, "dino"):
                 dino_tokens = self.dino_pro(self.dino_features(images))
             with self._timed(timings, "qformer"):
-                layers = hidden[self.config.qformer_start_layer : self.config.qformer_end_layer]
-                condition = self.layer_qformer([torch.cat([layer, dino_tokens], dim=1) for layer in layers])
+                condition = self.condition_tokens(hidden, dino_tokens)
             with self._timed(timings, "dit"):
                 normalized = self._sample(condition, cfg_scale, schedule, generator).cpu().numpy()
         timings["total"] = sum(timings.values())
@@ -240,6 +233,27 @@ class InternVLAM1(nn.Module):
         """The text of :meth:`generate`."""
         return self.generate(image, prompt, max_new_tokens=max_new_tokens).text
 
+    def model_views(self, images: list[list[Image.Image]]) -> list[list[Image.Image]]:
+        """Every view resized to the config's ``image_size`` (upstream's ``img.resize``) when it sets one."""
+        if not self.config.image_size:
+            return images
+        return [[resize_to(view, self.config.image_size) for view in views] for views in images]
+
+    def qwen_inputs(
+        self, images: list[list[Image.Image]], texts: Sequence[str], suffixes: Sequence[str] | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Qwen inputs on the model's device: per sample its views (fitted by the processor) and user text.
+
+        ``suffixes`` follow the generation prompt (answers, for training the language-model head).
+        """
+        views = [[self.processor.fit(view) for view in sample] for sample in images]
+        return self._to_device(self.processor.encode(views, texts, suffixes))
+
+    def condition_tokens(self, hidden: Sequence[torch.Tensor], dino_tokens: torch.Tensor) -> torch.Tensor:
+        """The Q-Former's action condition [B, Q, W] from Qwen's hidden states and the DINO tokens."""
+        layers = hidden[self.config.qformer_start_layer : self.config.qformer_end_layer]
+        return self.layer_qformer([torch.cat([layer, dino_tokens], dim=1) for layer in layers])
+
     def prompt_text(self, instruction: str) -> str:
         """Upstream lower-cases the instruction, then fills the CoT template when the config has one."""
         instruction = instruction.lower()
@@ -251,7 +265,7 @@ class InternVLAM1(nn.Module):
 
         Views of equal size run as one batch; upstream stacks all views and so needs them equal.
         """
-        views = [dino_resize(view) for sample in images for view in sample]
+        views = [dino_resize(view, self.config.dino_short_side) for sample in images for view in sample]
         features: list[torch.Tensor | None] = [None] * len(views)
         for size in dict.fromkeys(view.size for view in views):
             index = [i for i, view in enumerate(views) if view.size == size]

@@ -12,11 +12,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .config import DINO_SHORT_SIDE
 from .dinov2 import PATCH_SIZE
 
 ImageLike = np.ndarray | Image.Image
 
-DINO_SHORT_SIDE = 224
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -63,8 +63,10 @@ def resize_to(image: Image.Image, size: tuple[int, int]) -> Image.Image:
     return image if image.size == size else image.resize(size, Image.Resampling.BICUBIC)
 
 
-def dino_resize(image: Image.Image) -> Image.Image:
+def dino_resize(image: Image.Image, short_side: int = DINO_SHORT_SIDE) -> Image.Image:
     """torchvision ``Resize(224)`` on PIL (shorter side 224, longer ``int(224*long/short)``, bilinear).
+
+    ``short_side`` replaces 224 for small models whose config sets ``framework.dino.short_side``.
 
     Upstream crashes when the longer side does not come out a multiple of the 14 px patch (a 480x640
     view gives 224x298). Here that side is centre-cropped to the multiple below (298 -> 294, 2 px off
@@ -72,8 +74,8 @@ def dino_resize(image: Image.Image) -> Image.Image:
     """
     width, height = image.size
     short, long = min(width, height), max(width, height)
-    new_long = int(DINO_SHORT_SIDE * long / short)
-    size = (DINO_SHORT_SIDE, new_long) if width <= height else (new_long, DINO_SHORT_SIDE)
+    new_long = int(short_side * long / short)
+    size = (short_side, new_long) if width <= height else (new_long, short_side)
     if size != image.size:
         image = image.resize(size, Image.Resampling.BILINEAR)
     crop_w, crop_h = size[0] - size[0] % PATCH_SIZE, size[1] - size[1] % PATCH_SIZE

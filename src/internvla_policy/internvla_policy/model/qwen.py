@@ -160,8 +160,17 @@ class QwenProcessor:
             [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
         )
 
-    def encode(self, images: Sequence[Sequence[Image.Image]], texts: Sequence[str]) -> QwenInputs:
-        """Model inputs for a batch: per sample, its images (already ``fit``) and its user text."""
+    def encode(
+        self,
+        images: Sequence[Sequence[Image.Image]],
+        texts: Sequence[str],
+        suffixes: Sequence[str] | None = None,
+    ) -> QwenInputs:
+        """Model inputs for a batch: per sample, its images (already ``fit``) and its user text.
+
+        ``suffixes`` (one per sample) are appended after the generation prompt: the assistant's answers
+        when the language-model head is trained.
+        """
         flat = [image for sample in images for image in sample]
         vision = self.image_processor(images=flat, return_tensors="pt")
         merge = self.image_processor.merge_size**2
@@ -170,6 +179,8 @@ class QwenProcessor:
             _expand_image_tokens(self.render_prompt(len(sample), text), [next(counts) for _ in sample])
             for sample, text in zip(images, texts, strict=True)
         ]
+        if suffixes is not None:
+            prompts = [prompt + suffix for prompt, suffix in zip(prompts, suffixes, strict=True)]
         tokens = self.tokenizer(prompts, padding=True, return_tensors="pt")
         return {
             "input_ids": tokens["input_ids"],

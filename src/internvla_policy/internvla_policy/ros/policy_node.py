@@ -313,6 +313,14 @@ class PolicyNode(Node):
         result = self.controller.tick(self._now())
         for chunk in result.new_chunks:
             self._chunk_pub.publish(self._chunk_msg(chunk))
+            horizon = len(chunk.result.prediction.actions)
+            if chunk.scheduled.skipped_steps >= horizon:
+                self.get_logger().warning(
+                    f"inference took {chunk.result.latency_s:.2f} s: all {horizon} steps of the chunk "
+                    f"({horizon * self.params.control_period_s:.2f} s) were past when it arrived, so the "
+                    "robot holds. Use a faster device, fewer ddim_steps or a lower control_rate_hz",
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
         if result.command is not None:
             self._publish_command(result.command)
         changed = result.state != self._last_state

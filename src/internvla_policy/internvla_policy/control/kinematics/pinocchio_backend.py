@@ -78,8 +78,8 @@ class PinocchioKinematics:
         self._data = self._model.createData()
         for frame in (base_frame, ee_frame):
             if not self._model.existFrame(frame):
-                names = sorted({f.name for f in self._model.frames})
-                raise KinematicsError(f"frame '{frame}' is not in the URDF (frames: {names})")
+                links = sorted(f.name for f in self._model.frames if f.type == pin.FrameType.BODY)
+                raise KinematicsError(f"frame '{frame}' is not in the URDF (links: {links})")
         self._base_id = self._model.getFrameId(base_frame)
         self._ee_id = self._model.getFrameId(ee_frame)
         # q in the caller's joint order -> pinocchio configuration vector.
