@@ -91,7 +91,8 @@ class Player:
         n.create_timer(0.01, self._publish_joints)
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(n)
-        threading.Thread(target=self.executor.spin, daemon=True).start()
+        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
+        self.thread.start()
 
     def _header(self) -> Header:
         header = Header(frame_id="bench_camera")
@@ -121,6 +122,7 @@ class Player:
 
     def close(self) -> None:
         self.executor.shutdown()
+        self.thread.join(timeout=10.0)  # no callback may run on a destroyed node
         self.node.destroy_node()
 
 

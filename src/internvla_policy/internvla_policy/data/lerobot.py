@@ -79,6 +79,11 @@ def _to_matrix(array: pa.ChunkedArray, column: str, path: Path) -> np.ndarray:
     raise DatasetError(f"{path}: column {column!r} holds {array.type}, not numbers")
 
 
+def chunk_steps(frame_index: int, horizon: int, length: int) -> np.ndarray:
+    """Frame indices of the action chunk at ``frame_index``: t .. t+H-1, clamped to the episode's last."""
+    return np.minimum(np.arange(frame_index, frame_index + horizon), length - 1)
+
+
 class LeRobotDataset:
     """A LeRobot v2.x dataset on disk, read as samples of the chosen cameras, state and action keys.
 
@@ -335,7 +340,6 @@ class LeRobotDataset:
         length = len(timestamps)
         if not 0 <= frame_index < length:
             raise DatasetError(f"frame {frame_index} is outside episode {episode} ({length} frames)")
-        steps = np.minimum(np.arange(frame_index, frame_index + self.action_horizon), length - 1)
         views = self._views[episode]
         return Sample(
             episode_index=episode,
@@ -344,9 +348,14 @@ class LeRobotDataset:
             camera_keys=views,
             images=[self.image(episode, key, frame_index) for key in views],
             state=self.states(episode)[frame_index].astype(np.float32),
-            action=self.actions(episode)[steps].astype(np.float32),
+            action=self.action_chunk(episode, frame_index).astype(np.float32),
             instruction=self.instructions(episode)[frame_index],
         )
+
+    def action_chunk(self, episode: int, frame_index: int) -> np.ndarray:
+        """Actions of frames t .. t+H-1 as [H, Da] float64; past the episode's end its last action repeats."""
+        actions = self.actions(episode)
+        return actions[chunk_steps(frame_index, self.action_horizon, len(actions))]
 
     def samples(self, episodes: Iterable[int] | None = None) -> Iterator[Sample]:
         """Every frame of the given episodes (default: all selected) in order: decodes each frame once."""

@@ -12,8 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from .errors import CheckpointError
 
 FRAMEWORK_NAME = "InternVLA-M1"
@@ -91,6 +89,9 @@ class M1Config:
     @classmethod
     def from_yaml(cls, path: Path) -> M1Config:
         """Read a run's config.yaml (interpolations resolved, as upstream's loader does)."""
+        # Imported here: models built in memory (the benchmark on a GPU machine) run without OmegaConf.
+        from omegaconf import OmegaConf
+
         try:
             tree = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
         except Exception as err:  # OmegaConf raises several unrelated types for unreadable YAML

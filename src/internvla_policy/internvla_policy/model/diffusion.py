@@ -86,23 +86,32 @@ def ddim_schedule(num_train_steps: int, count: int) -> DdimSchedule:
     )
 
 
-def ddim_sample(eps_fn: EpsFn, noise: torch.Tensor, schedule: DdimSchedule) -> torch.Tensor:
+def ddim_coefficients(schedule: DdimSchedule, device: torch.device) -> torch.Tensor:
+    """[steps, 3] float32 on ``device``: per step sqrt(1/a), sqrt(1/a - 1) and the previous a, each
+    rounded from float64 to float32 as upstream gathers them."""
+    table = np.stack(
+        [schedule.sqrt_recip_alphas_cumprod, schedule.sqrt_recipm1_alphas_cumprod, schedule.alphas_cumprod_prev],
+        axis=1,
+    )
+    return torch.tensor(table, dtype=torch.float32, device=device)
+
+
+def ddim_sample(
+    eps_fn: EpsFn, noise: torch.Tensor, schedule: DdimSchedule, coefficients: torch.Tensor | None = None
+) -> torch.Tensor:
     """Run DDIM (eta 0, no clipping) from ``noise``; ``eps_fn(x, t)`` gets the original timesteps.
 
     Unlike upstream, no noise is drawn per step (it is multiplied by sigma = 0 there), so the caller's
-    random stream only moves by the initial noise.
+    random stream only moves by the initial noise. ``coefficients`` (from :func:`ddim_coefficients`,
+    already on the device) keep the loop free of host-to-device copies, as CUDA graph capture needs.
     """
     x = noise
-
-    def coefficient(table: np.ndarray, index: int) -> torch.Tensor:
-        return torch.tensor(table[index], dtype=torch.float32, device=x.device)
-
+    if coefficients is None:
+        coefficients = ddim_coefficients(schedule, x.device)
     for index in reversed(range(schedule.num_steps)):
         timesteps = torch.full((x.shape[0],), schedule.timesteps[index], dtype=torch.long, device=x.device)
         eps = eps_fn(x, timesteps)
-        recip = coefficient(schedule.sqrt_recip_alphas_cumprod, index)
-        recipm1 = coefficient(schedule.sqrt_recipm1_alphas_cumprod, index)
-        alpha_bar_prev = coefficient(schedule.alphas_cumprod_prev, index)
+        recip, recipm1, alpha_bar_prev = coefficients[index]
         pred_x0 = recip * x - recipm1 * eps
         eps = (recip * x - pred_x0) / recipm1
         x = pred_x0 * torch.sqrt(alpha_bar_prev) + torch.sqrt(1 - alpha_bar_prev) * eps

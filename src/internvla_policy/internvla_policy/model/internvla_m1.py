@@ -25,7 +25,7 @@ from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig
 
 from .checkpoint import RunFiles, load_weights, locate_run, read_state_dict
 from .config import QFORMER_HEADS, M1Config
-from .diffusion import DdimSchedule, ddim_sample, ddim_schedule, guided_eps_fn
+from .diffusion import DdimSchedule, EpsFn, ddim_sample, ddim_schedule, guided_eps_fn
 from .dinov2 import DinoEncoder
 from .dit import ActionModel
 from .normalization import read_norm_stats, resolve_unnorm_key, unnormalize_actions
@@ -109,13 +109,25 @@ class InternVLAM1(nn.Module):
         device, dtype = resolve_device(device), resolve_dtype(dtype)
         files = locate_run(path, step)
         model = cls.skeleton(files, base_vlm=base_vlm, dtype=dtype)
-        state = read_state_dict(files.checkpoint)
-        load_weights(
-            model, state, device=device, dtype=dtype, source=files.checkpoint, derived=model.tied_keys()
-        )
-        if model.tied_keys():
-            model.qwen_vl_interface.model.tie_weights()
-        return model.requires_grad_(False).eval()
+        return model._take_weights(read_state_dict(files.checkpoint), device, dtype, files.checkpoint)
+
+    def converted(self, dtype: torch.dtype) -> InternVLAM1:
+        """A copy of this model with its weights in ``dtype`` on the same device; this one is untouched
+        (several users may share it). Peak memory: this model plus the copy."""
+        with torch.device("meta"):
+            clone = type(self)(
+                self.config, self.qwen_vl_interface.model.config, self.processor, self.norm_stats, dtype
+            )
+        return clone._take_weights(dict(self.state_dict()), self.device, dtype, Path("<model in memory>"))
+
+    def _take_weights(
+        self, state: dict[str, torch.Tensor], device: torch.device, dtype: torch.dtype, source: Path
+    ) -> InternVLAM1:
+        """Strictly load ``state`` into this meta-device skeleton, tie the LM head, switch to inference."""
+        load_weights(self, state, device=device, dtype=dtype, source=source, derived=self.tied_keys())
+        if self.tied_keys():
+            self.qwen_vl_interface.model.tie_weights()
+        return self.requires_grad_(False).eval()
 
     @classmethod
     def skeleton(
@@ -292,16 +304,19 @@ class InternVLAM1(nn.Module):
         generator: torch.Generator | None,
     ) -> torch.Tensor:
         shape = (condition.shape[0], self.config.horizon, self.config.action_dim)
-        noise_device = generator.device if generator is not None else torch.device("cpu")
-        noise = torch.randn(shape, generator=generator, device=noise_device, dtype=torch.float32).to(
-            self.device
-        )
-        net = self.action_model.net
+        noise = initial_noise(shape, generator).to(self.device)
+        return ddim_sample(self.noise_predictor(condition, cfg_scale), noise, schedule)
+
+    def noise_predictor(self, condition: torch.Tensor, cfg_scale: float, net: nn.Module | None = None) -> EpsFn:
+        """The DiT's noise prediction for ``condition``, guided when ``cfg_scale > 1`` (upstream's rule).
+
+        ``net`` stands in for the DiT (the fast path passes a compiled one); its weights are the same.
+        """
+        dit = self.action_model.net
         uncondition = None
         if cfg_scale > 1.0:
-            uncondition = net.z_embedder.uncondition.unsqueeze(0).expand_as(condition)
-        eps_fn = guided_eps_fn(net, condition, uncondition, cfg_scale)
-        return ddim_sample(eps_fn, noise, schedule)
+            uncondition = dit.z_embedder.uncondition.unsqueeze(0).expand_as(condition)
+        return guided_eps_fn(net or dit, condition, uncondition, cfg_scale)
 
     def _to_device(self, inputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {
@@ -321,6 +336,13 @@ class InternVLAM1(nn.Module):
     def _synchronize(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def initial_noise(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+    """The sampler's starting noise, float32, drawn where ``generator`` lives (torch's global CPU RNG
+    without one), so that a seed gives the same noise whatever device the model runs on."""
+    device = generator.device if generator is not None else torch.device("cpu")
+    return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

@@ -6,7 +6,8 @@ Upstream leans on torchvision for the DINO branch; its PIL behaviour (``Resize(2
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -16,6 +17,7 @@ from .config import DINO_SHORT_SIDE
 from .dinov2 import PATCH_SIZE
 
 ImageLike = np.ndarray | Image.Image
+T = TypeVar("T")
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -25,22 +27,33 @@ def as_rgb_image(image: ImageLike, where: str) -> Image.Image:
     """Accept a uint8 RGB array (H, W, 3) or a PIL image (converted to RGB); ``where`` names it in errors."""
     if isinstance(image, Image.Image):
         return image if image.mode == "RGB" else image.convert("RGB")
+    return Image.fromarray(as_rgb_array(image, where))
+
+
+def as_rgb_array(image: ImageLike, where: str) -> np.ndarray:
+    """The same check as :func:`as_rgb_image`, giving a uint8 (H, W, 3) array: arrays pass without a copy,
+    which the fast path wants for camera frames it sends straight to the device."""
+    if isinstance(image, Image.Image):
+        return np.asarray(as_rgb_image(image, where))
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
             raise ValueError(
                 f"{where}: expected a uint8 RGB array of shape (H, W, 3), "
                 f"got a {image.dtype} array of shape {image.shape}"
             )
-        return Image.fromarray(image)
+        return image
     raise ValueError(
         f"{where}: expected a uint8 (H, W, 3) numpy array or a PIL image, got {type(image).__name__}"
     )
 
 
 def as_image_batch(
-    batch_images: Sequence[Sequence[ImageLike]], instructions: Sequence[str]
-) -> list[list[Image.Image]]:
-    """Check a batch (per sample, per camera view) against its instructions and convert it to RGB PIL."""
+    batch_images: Sequence[Sequence[ImageLike]],
+    instructions: Sequence[str],
+    convert: Callable[[ImageLike, str], T] = as_rgb_image,
+) -> list[list[T]]:
+    """Check a batch (per sample, per camera view) against its instructions and convert each view with
+    ``convert`` (to RGB PIL by default)."""
     if isinstance(instructions, str) or not isinstance(instructions, Sequence):
         raise ValueError("instructions: expected a list of strings, one per sample")
     if len(batch_images) != len(instructions) or not instructions:
@@ -54,7 +67,7 @@ def as_image_batch(
             raise ValueError(f"instruction {b}: expected a string, got {type(instruction).__name__}")
         if isinstance(views, np.ndarray | Image.Image) or not views:
             raise ValueError(f"sample {b}: expected a non-empty list of camera views")
-        batch.append([as_rgb_image(view, f"sample {b} view {v}") for v, view in enumerate(views)])
+        batch.append([convert(view, f"sample {b} view {v}") for v, view in enumerate(views)])
     return batch
 
 
@@ -72,17 +85,26 @@ def dino_resize(image: Image.Image, short_side: int = DINO_SHORT_SIDE) -> Image.
     view gives 224x298). Here that side is centre-cropped to the multiple below (298 -> 294, 2 px off
     each edge): the pixel scale and aspect ratio DINO was trained on are kept and at most 13 px go.
     """
-    width, height = image.size
-    short, long = min(width, height), max(width, height)
-    new_long = int(short_side * long / short)
-    size = (short_side, new_long) if width <= height else (new_long, short_side)
+    size, box = dino_geometry(image.size, short_side)
     if size != image.size:
         image = image.resize(size, Image.Resampling.BILINEAR)
-    crop_w, crop_h = size[0] - size[0] % PATCH_SIZE, size[1] - size[1] % PATCH_SIZE
-    if (crop_w, crop_h) != size:
-        left, top = (size[0] - crop_w) // 2, (size[1] - crop_h) // 2
-        image = image.crop((left, top, left + crop_w, top + crop_h))
+    if box != (0, 0, *size):
+        image = image.crop(box)
     return image
+
+
+def dino_geometry(
+    size: tuple[int, int], short_side: int = DINO_SHORT_SIDE
+) -> tuple[tuple[int, int], tuple[int, int, int, int]]:
+    """What :func:`dino_resize` does to an image of ``size`` (w, h): the size it resizes to, and the crop
+    box (left, top, right, bottom) that keeps whole patches (the full image when nothing is cut)."""
+    width, height = size
+    short, long = min(width, height), max(width, height)
+    new_long = int(short_side * long / short)
+    resized = (short_side, new_long) if width <= height else (new_long, short_side)
+    crop_w, crop_h = resized[0] - resized[0] % PATCH_SIZE, resized[1] - resized[1] % PATCH_SIZE
+    left, top = (resized[0] - crop_w) // 2, (resized[1] - crop_h) // 2
+    return resized, (left, top, left + crop_w, top + crop_h)
 
 
 def dino_tensor(images: Sequence[Image.Image]) -> torch.Tensor:

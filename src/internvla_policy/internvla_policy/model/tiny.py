@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import yaml
 from torch import nn
-from transformers import GenerationConfig
+from transformers import GenerationConfig, PreTrainedTokenizerBase
 from transformers.models.qwen2_5_vl import Qwen2_5_VLConfig
 from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -39,59 +40,116 @@ COT_PROMPT = (
 UNNORM_KEY = "franka"
 
 
-def tiny_train_config(base_vlm: str = "./base_vlm") -> dict[str, Any]:
+@dataclass(frozen=True)
+class ModelDims:
+    """The sizes of a small model with the released architecture; the defaults are the tiny test model.
+
+    ``None`` keeps the released value (DINOv2 ViT-S widths, DiT-S depth and heads, DINO input 224 px),
+    so the default config carries exactly the keys a released one has.
+    """
+
+    qwen_hidden: int = 64
+    qwen_intermediate: int = 128
+    qwen_layers: int = 4
+    qwen_heads: int = 4
+    qwen_kv_heads: int = 2
+    vision_hidden: int = 64
+    vision_intermediate: int = 128
+    vision_depth: int = 2
+    vision_heads: int = 4
+    dino_depth: int = 1
+    dino_width: int | None = None
+    dino_heads: int | None = None
+    dino_short_side: int | None = None
+    num_query_tokens: int = 64
+    action_width: int = 384
+    action_depth: int | None = None
+    action_heads: int | None = None
+    image_size: int = 224
+    cot_prompt: str | None = COT_PROMPT
+
+    def mrope_section(self) -> list[int]:
+        """Qwen2.5-VL's temporal/height/width split of the rotary half-dimension (16/24/24 of 64)."""
+        half = self.qwen_hidden // self.qwen_heads // 2
+        temporal = half // 4
+        height = (half - temporal) // 2
+        return [temporal, height, half - temporal - height]
+
+
+def tiny_train_config(base_vlm: str = "./base_vlm", dims: ModelDims = ModelDims()) -> dict[str, Any]:
     """config.yaml of the tiny run, shaped like a released one (only the keys the loader reads)."""
+    dino: dict[str, Any] = {"dino_backbone": "dinov2_vits14", "depth": dims.dino_depth}
+    optional_dino = {
+        "embed_dim": dims.dino_width,
+        "num_heads": dims.dino_heads,
+        "short_side": dims.dino_short_side,
+    }
+    dino |= {key: value for key, value in optional_dino.items() if value is not None}
+    action: dict[str, Any] = {
+        "action_model_type": "DiT-S",
+        "action_hidden_dim": dims.action_width,
+        "action_dim": 7,
+        "future_action_window_size": 15,
+        "past_action_window_size": 0,
+    }
+    optional_action = {"num_blocks": dims.action_depth, "num_heads": dims.action_heads}
+    action |= {key: value for key, value in optional_action.items() if value is not None}
+    vla_data: dict[str, Any] = {"image_size": [dims.image_size, dims.image_size], "obs": ["image_0"]}
+    if dims.cot_prompt is not None:
+        vla_data = {"CoT_prompt": dims.cot_prompt, **vla_data}
     return {
         "run_id": "internvla_m1_tiny",
         "framework": {
             "framework_py": "InternVLA-M1",
-            "qwenvl": {"base_vlm": base_vlm, "attn_implementation": "sdpa", "vl_hidden_dim": 64},
-            "dino": {"dino_backbone": "dinov2_vits14", "depth": 1},
+            "qwenvl": {
+                "base_vlm": base_vlm,
+                "attn_implementation": "sdpa",
+                "vl_hidden_dim": dims.qwen_hidden,
+            },
+            "dino": dino,
             "layer_qformer": {
-                "qformer_start_layer": 4,
-                "qformer_end_layer": 5,
-                "num_query_tokens": 64,
-                "input_dim": 64,
-                "ouptput_dim": 384,
+                "qformer_start_layer": dims.qwen_layers,
+                "qformer_end_layer": dims.qwen_layers + 1,
+                "num_query_tokens": dims.num_query_tokens,
+                "input_dim": dims.qwen_hidden,
+                "ouptput_dim": dims.action_width,
             },
-            "action_model": {
-                "action_model_type": "DiT-S",
-                "action_hidden_dim": 384,
-                "action_dim": 7,
-                "future_action_window_size": 15,
-                "past_action_window_size": 0,
-            },
+            "action_model": action,
         },
-        "datasets": {"vla_data": {"CoT_prompt": COT_PROMPT, "image_size": [224, 224], "obs": ["image_0"]}},
+        "datasets": {"vla_data": vla_data},
     }
 
 
-def tiny_qwen_config(tokenizer: Any) -> Qwen2_5_VLConfig:
-    """A 4-layer, 64-wide Qwen2.5-VL whose special token ids come from ``tokenizer``."""
+def tiny_qwen_config(tokenizer: Any, dims: ModelDims = ModelDims()) -> Qwen2_5_VLConfig:
+    """A small Qwen2.5-VL (by default 4 layers, 64 wide) whose special token ids come from ``tokenizer``."""
     ids = {name: tokenizer.convert_tokens_to_ids(token) for name, token in _QWEN_TOKENS.items()}
     return Qwen2_5_VLConfig(
         text_config={
             "vocab_size": 64 * math.ceil(len(tokenizer) / 64),  # padded like the real 151936 > 151665
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_hidden_layers": 4,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "hidden_size": dims.qwen_hidden,
+            "intermediate_size": dims.qwen_intermediate,
+            "num_hidden_layers": dims.qwen_layers,
+            "num_attention_heads": dims.qwen_heads,
+            "num_key_value_heads": dims.qwen_kv_heads,
             "rms_norm_eps": 1e-6,
             "max_position_embeddings": 32768,
-            "rope_parameters": {"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 1e6},
+            "rope_parameters": {
+                "rope_type": "default",
+                "mrope_section": dims.mrope_section(),
+                "rope_theta": 1e6,
+            },
             "bos_token_id": ids["endoftext"],
             "eos_token_id": ids["im_end"],
             "pad_token_id": ids["endoftext"],
         },
         vision_config={
-            "depth": 2,
-            "hidden_size": 64,
-            "intermediate_size": 128,
-            "num_heads": 4,
-            "out_hidden_size": 64,
+            "depth": dims.vision_depth,
+            "hidden_size": dims.vision_hidden,
+            "intermediate_size": dims.vision_intermediate,
+            "num_heads": dims.vision_heads,
+            "out_hidden_size": dims.qwen_hidden,
             "window_size": 112,
-            "fullatt_block_indexes": [1],
+            "fullatt_block_indexes": [dims.vision_depth - 1],
         },
         image_token_id=ids["image_pad"],
         video_token_id=ids["video_pad"],
@@ -132,13 +190,18 @@ def tiny_norm_stats() -> dict[str, Any]:
     }
 
 
-def write_tiny_base_vlm(out_dir: str | Path) -> Path:
-    """Write the tiny Qwen2.5-VL folder (no weights: the run's checkpoint holds them all)."""
+def write_tiny_base_vlm(
+    out_dir: str | Path, dims: ModelDims = ModelDims(), tokenizer: PreTrainedTokenizerBase | None = None
+) -> Path:
+    """Write the tiny Qwen2.5-VL folder (no weights: the run's checkpoint holds them all).
+
+    ``tokenizer`` defaults to the offline tiny tokenizer (``build_tokenizer()``).
+    """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = build_tokenizer()
+    tokenizer = tokenizer or build_tokenizer()
     tokenizer.save_pretrained(out_dir)
-    config = tiny_qwen_config(tokenizer)
+    config = tiny_qwen_config(tokenizer, dims)
     config.save_pretrained(out_dir)
     Qwen2VLImageProcessorPil(min_pixels=QWEN_MIN_PIXELS, max_pixels=QWEN_MAX_PIXELS).save_pretrained(out_dir)
     text = config.get_text_config()

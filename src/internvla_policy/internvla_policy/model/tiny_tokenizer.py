@@ -8,6 +8,7 @@ the Qwen2.5-VL chat template. Prompts built with it have the structure the real 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from tokenizers import AddedToken, Regex, Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers.models.qwen2.tokenization_qwen2 import PRETOKENIZE_REGEX, Qwen2Tokenizer
@@ -81,8 +82,12 @@ CORPUS = (
 )
 
 
-def train_bpe() -> Tokenizer:
-    """Byte-level BPE with Qwen2's normaliser and pre-tokeniser, trained on ``CORPUS`` (deterministic)."""
+def train_bpe(vocab_size: int = BPE_VOCAB_SIZE, corpus: Sequence[str] = CORPUS) -> Tokenizer:
+    """Byte-level BPE with Qwen2's normaliser and pre-tokeniser, trained on ``corpus`` (deterministic).
+
+    A model trained from scratch on one task family passes a larger ``vocab_size`` and its own texts,
+    so that its instructions and grounding answers take fewer tokens.
+    """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
@@ -92,18 +97,18 @@ def train_bpe() -> Tokenizer:
         ]
     )
     trainer = trainers.BpeTrainer(
-        vocab_size=BPE_VOCAB_SIZE, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
+        vocab_size=vocab_size, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False
     )
-    tokenizer.train_from_iterator(CORPUS * 4, trainer)
+    tokenizer.train_from_iterator(list(corpus) * 4, trainer)
     return tokenizer
 
 
-def build_tokenizer() -> Qwen2Tokenizer:
-    """The tiny model's tokenizer: trained BPE, then the added tokens at ids 320..341 in Qwen's order.
+def build_tokenizer(vocab_size: int = BPE_VOCAB_SIZE, corpus: Sequence[str] = CORPUS) -> Qwen2Tokenizer:
+    """The tiny model's tokenizer: trained BPE, then the added tokens (ids 320..341 by default), Qwen's order.
 
     eos is ``<|im_end|>``, pad ``<|endoftext|>``, no bos or unk, left padding, as Qwen2.5-VL-Instruct.
     """
-    spec = json.loads(train_bpe().to_str())["model"]
+    spec = json.loads(train_bpe(vocab_size, corpus).to_str())["model"]
     tokenizer = Qwen2Tokenizer(
         vocab=spec["vocab"],
         merges=[tuple(pair) for pair in spec["merges"]],

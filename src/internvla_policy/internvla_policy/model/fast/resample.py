@@ -7,6 +7,10 @@ So the filter taps are computed the way Pillow's ``Resample.c`` computes them (d
 weights, normalised, then rounded to 22-bit fixed point), and each pass is applied as a float64
 matrix product: every term is an integer below 2**53, so the sums are exact and the rounding to uint8
 matches Pillow's.
+
+Which pass runs first matters too (each pass rounds to uint8). Pillow always ran the horizontal pass
+first until it learned to run the vertical one first when the height shrinks by more than twice what
+the width does; which behaviour the installed Pillow has is found out once by a probe resize.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 
 import numpy as np
 import torch
@@ -65,13 +70,14 @@ def fixed_point_taps(in_size: int, out_size: int, resample: Image.Resampling) ->
 
 @dataclass(frozen=True)
 class Resize:
-    """One ``PIL.Image.resize`` of a fixed (width, height) to another: Pillow's horizontal pass, then its
-    vertical pass, each skipped when that side keeps its size (as Pillow does)."""
+    """One ``PIL.Image.resize`` of a fixed (width, height) to another: a horizontal and a vertical pass in
+    the order the installed Pillow uses, each skipped when that side keeps its size (as Pillow does)."""
 
     rows: torch.Tensor | None
     """[out_h, in_h] taps of the vertical pass, or None."""
     cols: torch.Tensor | None
     """[out_w, in_w] taps of the horizontal pass, or None."""
+    vertical_first: bool = False
 
     @classmethod
     def build(
@@ -88,17 +94,45 @@ class Resize:
                 return None
             return torch.from_numpy(fixed_point_taps(size_in, size_out, resample)).to(device)
 
-        return cls(rows=taps(in_h, out_h), cols=taps(in_w, out_w))
+        shrink_h, shrink_w = in_h - out_h, in_w - out_w
+        vertical_first = pillow_runs_vertical_first() and shrink_h > 0 and shrink_h > 2 * shrink_w
+        return cls(rows=taps(in_h, out_h), cols=taps(in_w, out_w), vertical_first=vertical_first)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
         """[..., H, W, C] float64 holding uint8 values -> the resized image, same layout and dtype."""
-        if self.cols is not None:
-            pixels = _round_to_uint8(torch.einsum("ow,...hwc->...hoc", self.cols, pixels))
-        if self.rows is not None:
-            pixels = _round_to_uint8(torch.einsum("oh,...hwc->...owc", self.rows, pixels))
-        return pixels
+        if self.vertical_first:
+            return self._horizontal(self._vertical(pixels))
+        return self._vertical(self._horizontal(pixels))
+
+    def _horizontal(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.cols is None:
+            return pixels
+        return _round_to_uint8(torch.einsum("ow,...hwc->...hoc", self.cols, pixels))
+
+    def _vertical(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.rows is None:
+            return pixels
+        return _round_to_uint8(torch.einsum("oh,...hwc->...owc", self.rows, pixels))
 
 
 def _round_to_uint8(sums: torch.Tensor) -> torch.Tensor:
     """Pillow's ``clip8``: add half a unit, drop the fraction bits, clamp to 0..255 (kept as float64)."""
     return torch.floor((sums + (1 << (PRECISION_BITS - 1))) / (1 << PRECISION_BITS)).clamp_(0, 255)
+
+
+PROBE_SOURCE = (24, 96)  # (width, height): the height shrinks by far more than twice the width
+PROBE_TARGET = (20, 30)
+
+
+@cache
+def pillow_runs_vertical_first() -> bool:
+    """Whether the installed Pillow runs the vertical pass first for strongly height-reducing resizes.
+
+    The probe image is one where the two pass orders give different pixels, so the answer is certain.
+    """
+    image = np.random.default_rng(0).integers(0, 256, (*PROBE_SOURCE[::-1], 3), dtype=np.uint8)
+    expected = np.asarray(Image.fromarray(image).resize(PROBE_TARGET, Image.Resampling.BICUBIC))
+    rows = torch.from_numpy(fixed_point_taps(PROBE_SOURCE[1], PROBE_TARGET[1], Image.Resampling.BICUBIC))
+    cols = torch.from_numpy(fixed_point_taps(PROBE_SOURCE[0], PROBE_TARGET[0], Image.Resampling.BICUBIC))
+    probe = Resize(rows=rows, cols=cols, vertical_first=True)
+    return bool((probe(torch.from_numpy(image).double()).numpy() == expected).all())

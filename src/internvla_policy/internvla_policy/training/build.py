@@ -1,0 +1,101 @@
+"""Models to train: a new small one with the released architecture, or an existing run to fine-tune.
+
+A new model gets the released module graph and key names at chosen dimensions (``ModelDims``), a
+tokenizer trained on the texts it will read and write (the task family's instructions and grounding
+answers, so sequences stay short), and upstream-style initialisation of the parameters that the
+inference modules create as zeros (position tables, learned queries, the "no condition" tokens).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from internvla_policy.model import InternVLAM1, M1Config
+from internvla_policy.model.checkpoint import locate_run
+from internvla_policy.model.internvla_m1 import resolve_base_vlm
+from internvla_policy.model.qwen import QwenProcessor, load_qwen_config
+from internvla_policy.model.tiny import ModelDims, tiny_train_config, write_tiny_base_vlm
+from internvla_policy.model.tiny_tokenizer import CORPUS, build_tokenizer
+
+BASE_VLM_DIR = "base_vlm"
+TOKENIZER_VOCAB = 1024
+"""BPE vocabulary asked of the tokenizer trainer; a small corpus stops merging earlier."""
+POSITION_STD = 0.02  # upstream's trunc_normal/normal std for position tables, tokens and queries
+COORDINATE_EXAMPLES = 8
+"""Sentences of every pixel coordinate in the tokenizer corpus, so digits and JSON punctuation merge."""
+
+
+def tokenizer_corpus(texts: Sequence[str], max_coordinate: int) -> list[str]:
+    """The built-in corpus plus ``texts`` (instructions, prompts, answers) and coordinate lists."""
+    numbers = " ".join(f"[{v}, {v}]," for v in range(max_coordinate + 1))
+    return [*CORPUS, *texts, *[numbers] * COORDINATE_EXAMPLES]
+
+
+def new_model(
+    run_dir: Path,
+    dims: ModelDims,
+    norm_stats: Mapping[str, Any],
+    corpus: Sequence[str],
+    seed: int,
+) -> tuple[InternVLAM1, dict[str, Any]]:
+    """A freshly initialised model and its config tree; its base VLM folder is written to ``run_dir``.
+
+    The config tree is what goes into the run's config.yaml (the loader rebuilds the same model).
+    """
+    torch.manual_seed(seed)
+    base_dir = write_tiny_base_vlm(run_dir / BASE_VLM_DIR, dims, build_tokenizer(TOKENIZER_VOCAB, corpus))
+    tree = tiny_train_config(f"./{BASE_VLM_DIR}", dims)
+    tree["run_id"] = run_dir.name
+    config = M1Config.from_mapping(tree, source="new model config")
+    processor = QwenProcessor.from_dir(base_dir)
+    model = InternVLAM1(config, load_qwen_config(base_dir), processor, dict(norm_stats))
+    initialize_new_parameters(model, torch.Generator().manual_seed(seed))
+    return model.train(), tree
+
+
+@torch.no_grad()
+def initialize_new_parameters(model: InternVLAM1, generator: torch.Generator) -> None:
+    """Give the tables the inference modules create as zeros their training initialisation.
+
+    DINO's class token and position table, the Q-Former queries and the DiT position table: normal
+    with std 0.02; the DiT's "no condition" tokens: normal scaled by 1/sqrt(width); the DiT's last
+    layer: zero, so the first noise prediction is zero (DiT's convention). Qwen initialises itself.
+    """
+    net = model.action_model.net
+    body = model.dino_encoder.body
+    for table in (body.cls_token, body.pos_embed, model.layer_qformer.query_tokens, net.positional_embedding):
+        table.copy_(torch.randn(table.shape, generator=generator) * POSITION_STD)
+    uncondition = net.z_embedder.uncondition
+    uncondition.copy_(torch.randn(uncondition.shape, generator=generator) / math.sqrt(uncondition.shape[-1]))
+    nn.init.zeros_(net.final_layer.linear.weight)
+    nn.init.zeros_(net.final_layer.linear.bias)
+
+
+def pretrained_model(
+    source: Path, run_dir: Path, norm_stats: Mapping[str, Any]
+) -> tuple[InternVLAM1, dict[str, Any]]:
+    """An existing run, to fine-tune into ``run_dir`` with new statistics; returns it and its config tree.
+
+    A base VLM folder inside the source run is copied into the new run (small models keep their own
+    tokenizer there); one elsewhere is referenced by its absolute path.
+    """
+    files = locate_run(source)
+    model = InternVLAM1.from_pretrained(files.checkpoint)
+    tree = dict(model.config.raw)
+    base_dir = resolve_base_vlm(model.config.base_vlm, files.run_dir, None).resolve()
+    if base_dir.is_relative_to(files.run_dir.resolve()):
+        shutil.copytree(base_dir, run_dir / BASE_VLM_DIR, dirs_exist_ok=True)
+        base_vlm = f"./{BASE_VLM_DIR}"
+    else:
+        base_vlm = str(base_dir)
+    tree["framework"] = {**tree["framework"], "qwenvl": {**tree["framework"]["qwenvl"], "base_vlm": base_vlm}}
+    tree["run_id"] = run_dir.name
+    model.norm_stats = dict(norm_stats)
+    return model.requires_grad_(True).train(), tree

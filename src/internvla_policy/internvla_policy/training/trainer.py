@@ -1,0 +1,226 @@
+"""The training loop: AdamW on the action loss (plus the grounding loss when co-training), a warmed-up
+cosine learning rate, checkpoints in the released layout, resume, a progress bar and a JSONL log.
+
+A run can be bounded by steps or by wall-clock time (``time_limit_s``): the learning-rate schedule
+follows whichever budget is used up faster, so a run on a slower or busier machine still anneals and
+ends on time, and a run without a time limit is exactly reproducible from its seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from internvla_policy.model import InternVLAM1
+from internvla_policy.model.checkpoint import read_state_dict
+
+from .objective import action_condition, diffusion_loss, grounding_loss
+from .run_files import TrainerState, checkpoint_path, latest_state, save_weights
+from .samples import TrainingData
+
+LOG_FILE = "train_log.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Optimisation settings; they are written into the run's config.yaml under ``trainer``."""
+
+    steps: int = 1000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 50
+    min_lr_ratio: float = 0.1
+    repeated_diffusion_steps: int = 4
+    cfg_dropout: float = 0.1
+    overlay_probability: float = 0.0
+    """Share of action samples whose labelled camera view shows the target boxes (spatial guidance)."""
+    grounding_batch_size: int = 0
+    """Grounding questions per step (0: no grounding loss)."""
+    grounding_weight: float = 0.5
+    grad_clip: float = 1.0
+    seed: int = 0
+    time_limit_s: float = 0.0
+    """Stop (and finish the schedule) after this much training time; 0 means steps alone decide."""
+    save_every: int = 0
+    log_every: int = 10
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
+        positive |= {"repeated_diffusion_steps": self.repeated_diffusion_steps, "log_every": self.log_every}
+        for name, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{name} must be positive, got {value}")
+        for name in ("cfg_dropout", "overlay_probability", "min_lr_ratio"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    """Where training ended: the step, the training time, the logged losses and the last checkpoint."""
+
+    step: int
+    elapsed_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+
+class Trainer:
+    """Trains ``model`` on ``data`` into ``run_dir``, whose config.yaml and statistics are written already."""
+
+    def __init__(
+        self,
+        model: InternVLAM1,
+        data: TrainingData,
+        settings: TrainSettings,
+        run_dir: Path,
+        *,
+        state_dir: Path | None = None,
+        grounding_prompt: Callable[[str], str] | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        if settings.grounding_batch_size and (grounding_prompt is None or not data.has_grounding):
+            raise ValueError(
+                "the grounding loss needs grounding labels in the dataset and a grounding prompt"
+            )
+        self.model = model.requires_grad_(True).train()
+        self.data = data
+        self.settings = settings
+        self.run_dir = run_dir
+        self.state_dir = state_dir or run_dir / "trainer_state"
+        self.grounding_prompt = grounding_prompt
+        self.log = log
+        self.optimizer = torch.optim.AdamW(
+            [p for p in model.parameters() if p.requires_grad],
+            lr=settings.learning_rate,
+            weight_decay=settings.weight_decay,
+        )
+        self.generator = torch.Generator().manual_seed(settings.seed)
+        self.rng = np.random.default_rng(settings.seed)
+        self.step = 0
+        self.elapsed_s = 0.0
+        self.history: list[dict[str, Any]] = []
+
+    def resume(self) -> bool:
+        """Continue from the newest trainer state in ``state_dir`` (and the weights of that step)."""
+        path = latest_state(self.state_dir)
+        if path is None:
+            return False
+        state = TrainerState.load(path)
+        self.model.load_state_dict(read_state_dict(checkpoint_path(self.run_dir, state.step)))
+        self.optimizer.load_state_dict(state.optimizer)
+        self.generator.set_state(state.torch_generator)
+        self.rng.bit_generator.state = state.numpy_generator
+        self.step, self.elapsed_s, self.history = state.step, state.elapsed_s, state.history
+        (self.run_dir / LOG_FILE).write_text("".join(json.dumps(record) + "\n" for record in self.history))
+        self.log(f"resumed at step {self.step} ({self.elapsed_s:.0f} s trained) from {path}")
+        return True
+
+    def progress(self) -> float:
+        """Fraction of the budget used: steps, or time when that runs out first."""
+        done = self.step / self.settings.steps
+        if self.settings.time_limit_s > 0:
+            done = max(done, self.elapsed_s / self.settings.time_limit_s)
+        return min(done, 1.0)
+
+    def learning_rate(self) -> float:
+        s = self.settings
+        if self.step < s.warmup_steps:
+            return s.learning_rate * (self.step + 1) / s.warmup_steps
+        cosine = 0.5 * (1 + math.cos(math.pi * self.progress()))
+        return s.learning_rate * (s.min_lr_ratio + (1 - s.min_lr_ratio) * cosine)
+
+    def train_step(self) -> dict[str, float]:
+        """One optimiser step on a fresh batch; returns the losses."""
+        s, model = self.settings, self.model
+        batch = self.data.action_batch(self.rng, s.batch_size, s.overlay_probability)
+        condition = action_condition(model, batch.views, batch.instructions)
+        action_loss = diffusion_loss(
+            model.action_model.net,
+            batch.actions,
+            condition,
+            num_steps=model.config.diffusion_steps,
+            repeats=s.repeated_diffusion_steps,
+            cfg_dropout=s.cfg_dropout,
+            generator=self.generator,
+        )
+        loss, losses = action_loss, {"action_loss": float(action_loss)}
+        if s.grounding_batch_size:
+            questions = self.data.grounding_batch(
+                self.rng, s.grounding_batch_size, self.grounding_prompt, model.processor_image_size
+            )
+            answer_loss = grounding_loss(model, questions.images, questions.prompts, questions.answers)
+            loss = loss + s.grounding_weight * answer_loss
+            losses["grounding_loss"] = float(answer_loss)
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.learning_rate()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        self.optimizer.step()
+        return {"loss": float(loss), **losses}
+
+    def save(self) -> Path:
+        """Weights in the released layout and the trainer state, both for the current step."""
+        path = save_weights(self.run_dir, self.model, self.step)
+        TrainerState(
+            self.step,
+            self.elapsed_s,
+            self.optimizer.state_dict(),
+            self.generator.get_state(),
+            self.rng.bit_generator.state,
+            self.history,
+        ).save(self.state_dir)
+        return path
+
+    def run(self) -> TrainResult:
+        """Train until the step or time budget is used up; save at ``save_every`` and at the end."""
+        s = self.settings
+        window: list[dict[str, float]] = []
+        checkpoint = None
+        bar = tqdm(total=s.steps, initial=self.step, desc="train", file=sys.stderr, dynamic_ncols=True)
+        with bar:
+            while self.progress() < 1.0:
+                start = time.perf_counter()
+                window.append(self.train_step())
+                self.step += 1
+                self.elapsed_s += time.perf_counter() - start
+                bar.update(1)
+                if self.step % s.log_every == 0 or self.progress() >= 1.0:
+                    record = self._record(window)
+                    window = []
+                    bar.set_postfix(loss=f"{record['loss']:.4f}", eta=f"{self._eta_s():.0f}s")
+                if s.save_every and self.step % s.save_every == 0:
+                    checkpoint = self.save()
+        if checkpoint is None or not checkpoint.name.startswith(f"steps_{self.step}_"):
+            checkpoint = self.save()
+        self.log(f"trained {self.step} steps in {self.elapsed_s:.0f} s; weights: {checkpoint}")
+        return TrainResult(self.step, self.elapsed_s, self.history, checkpoint)
+
+    def _eta_s(self) -> float:
+        done = self.progress()
+        return self.elapsed_s * (1 - done) / done if done > 0 else float("nan")
+
+    def _record(self, window: list[dict[str, float]]) -> dict[str, Any]:
+        """Average the losses since the last record; append to the history and the JSONL log."""
+        record: dict[str, Any] = {"step": self.step, "elapsed_s": round(self.elapsed_s, 1)}
+        record |= {key: float(np.mean([w[key] for w in window])) for key in window[0]}
+        record["lr"] = self.learning_rate()
+        self.history.append(record)
+        with open(self.run_dir / LOG_FILE, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        return record
