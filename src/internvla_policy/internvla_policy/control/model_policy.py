@@ -46,6 +46,7 @@ class ModelChunkPolicy:
         ddim_steps: int,
         seed: int | None,
         unnorm_key: str | None,
+        prompt_template: bool = True,
     ) -> None:
         if model.action_dim != len(DIMENSION_NAMES):
             raise ValueError(
@@ -57,6 +58,7 @@ class ModelChunkPolicy:
         self._cfg_scale = cfg_scale
         self._ddim_steps = ddim_steps
         self._seed = seed
+        self._prompt_template = prompt_template
 
     def view_size(self, width: int, height: int) -> tuple[int, int]:
         image_size = self._model.config.image_size
@@ -72,5 +74,6 @@ class ModelChunkPolicy:
             ddim_steps=self._ddim_steps,
             seed=self._seed,
             unnorm_key=self.unnorm_key,
+            prompt_template=self._prompt_template,
         )
         return ChunkPrediction(prediction.actions[0], prediction.normalized[0])

@@ -7,9 +7,8 @@
   style JSON ("bbox_2d", "point_2d", "trace"), in pixels of the image as the model's processor
   sees it (Qwen's own convention for coordinates), inside the same template.
 - "overlay": the grounding is drawn onto the matching camera image before inference.
-- "off": the grounding topic is unused and nothing is added to the model input. The model core
-  applies the checkpoint's template to every instruction, so today "off" feeds the model exactly
-  what "latent" does; it differs only in intent (no spatial guidance requested).
+- "off": no spatial guidance at all: the grounding topic is unused and the model gets the bare
+  (lower-cased) instruction, without the checkpoint's grounding template.
 
 "text" and "overlay" need a spatial prompt for the current instruction; without one the
 controller holds (it does not guess where to act).

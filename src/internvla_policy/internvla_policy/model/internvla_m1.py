@@ -185,8 +185,12 @@ class InternVLAM1(nn.Module):
         seed: int | None = None,
         generator: torch.Generator | None = None,
         unnorm_key: str | None = None,
+        prompt_template: bool = True,
     ) -> ActionPrediction:
         """Sample one action chunk per sample (each a list of camera views) with DDIM.
+
+        ``prompt_template=False`` feeds the lower-cased instruction without the config's CoT
+        template: the policy's ``off`` spatial-prompt mode, which asks for no grounding at all.
 
         The initial noise [B, horizon, A] is drawn on the CPU from ``generator``, else from a fresh
         generator seeded with ``seed``, else from torch's global RNG, so a seed gives the same noise
@@ -201,7 +205,8 @@ class InternVLAM1(nn.Module):
         with self._lock:
             with self._timed(timings, "preprocess"):
                 images = self.model_views(images)
-                qwen_inputs = self.qwen_inputs(images, [self.prompt_text(text) for text in instructions])
+                texts = [self.prompt_text(t) if prompt_template else t.lower() for t in instructions]
+                qwen_inputs = self.qwen_inputs(images, texts)
             with self._timed(timings, "vlm"):
                 hidden = self.qwen_vl_interface.hidden_states(qwen_inputs)
             with self._timed(timings, "dino"):

@@ -209,6 +209,7 @@ class PolicyNode(Node):
                 ddim_steps=p.ddim_steps,
                 seed=None if p.seed < 0 else p.seed,
                 unnorm_key=p.unnorm_key or None,
+                prompt_template=p.spatial_prompt_mode != "off",
             )
             loaded = time.perf_counter()
             blank = np.zeros((*WARMUP_IMAGE_SIZE, 3), dtype=np.uint8)

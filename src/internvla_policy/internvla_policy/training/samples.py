@@ -2,11 +2,14 @@
 grounding questions with their answers.
 
 Every frame of the chosen cameras is decoded once (in episode order, so the video decoder never
-seeks) and kept in memory at the model's image size; batches are then drawn at random without any
-further decoding. Grounding labels (meta/grounding.jsonl, as the simulator's recorder writes them:
-per episode the named targets and, every few frames, each object's box in one camera) serve twice,
-as in the paper's spatially guided training: as answers for the grounding loss, and drawn onto that
-camera's view with the same function the policy node's ``overlay`` mode uses.
+seeks) and kept in memory as recorded; batches are then drawn at random without further decoding.
+Views reach the model as they do at run time: a grounding overlay is drawn on the camera image at
+its own size, and the model's preprocessing resizes afterwards.
+
+Grounding labels (meta/grounding.jsonl, as the simulator's recorder writes them: per episode the
+named targets and, every few frames, each object's box in one camera) serve twice, as in the paper's
+spatially guided training: as answers for the grounding loss, and drawn onto that camera's view with
+the same function the policy node's ``overlay`` mode uses.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ from PIL import Image
 from internvla_policy.control.spatial_prompt import grounding_text
 from internvla_policy.data import DatasetError, DatasetStatistics, LeRobotDataset, normalize
 from internvla_policy.data.lerobot import chunk_steps
-from internvla_policy.model.preprocessing import resize_to
 from internvla_policy.vision.annotate import draw_grounding
 from internvla_policy.vision.geometry import Box2D, GroundingResult, ParseStatus
 
@@ -103,12 +105,10 @@ class TrainingData:
         self,
         reader: LeRobotDataset,
         statistics: DatasetStatistics,
-        image_size: tuple[int, int],
         grounding: dict[int, EpisodeGrounding] | None = None,
         log: Callable[[str], None] = print,
     ) -> None:
         self.reader = reader
-        self.image_size = image_size
         self.episodes = list(reader.episode_indices)
         self.instructions = {episode: reader.instruction(episode) for episode in self.episodes}
         self.actions = {
@@ -134,11 +134,8 @@ class TrainingData:
         frames = {}
         for number, episode in enumerate(self.episodes, start=1):
             for camera in self.reader.cameras(episode):
-                decoded = (
-                    self.reader.image(episode, camera, f) for f in range(self.reader.num_frames(episode))
-                )
                 frames[episode, camera] = np.stack(
-                    [np.asarray(resize_to(Image.fromarray(image), self.image_size)) for image in decoded]
+                    [self.reader.image(episode, camera, f) for f in range(self.reader.num_frames(episode))]
                 )
             if number % 50 == 0 or number == len(self.episodes):
                 log(f"decoded {number}/{len(self.episodes)} episodes")
@@ -152,7 +149,7 @@ class TrainingData:
         return len(self._grounding_index) > 0
 
     def views(self, episode: int, frame: int, overlay: bool = False) -> list[Image.Image]:
-        """The model-sized camera views of one frame; with ``overlay`` the target boxes drawn on the
+        """The camera views of one frame as recorded; with ``overlay`` the target boxes drawn on the
         labelled camera's view (as the policy's ``overlay`` spatial-prompt mode draws its grounding)."""
         cameras = self.reader.cameras(episode)
         images = [self.frames[episode, camera][frame] for camera in cameras]

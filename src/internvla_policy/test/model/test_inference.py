@@ -167,3 +167,14 @@ def test_generate_is_greedy_and_bounded(tiny_model: InternVLAM1, rgb: np.ndarray
     assert tiny_model.answer(rgb, "Give the bounding box for the red block.", max_new_tokens=5) == answer.text
     with pytest.raises(ValueError, match="max_new_tokens must be at least 1"):
         tiny_model.answer(rgb, "hello", max_new_tokens=0)
+
+
+def test_without_prompt_template_the_bare_instruction_conditions(
+    tiny_model: InternVLAM1, rgb: np.ndarray
+) -> None:
+    assert tiny_model.config.cot_prompt is not None
+    templated = tiny_model.predict_action([[rgb]], ["Pick up the red block."], seed=5)
+    bare = tiny_model.predict_action([[rgb]], ["Pick up the red block."], seed=5, prompt_template=False)
+    assert not np.allclose(templated.normalized, bare.normalized)
+    again = tiny_model.predict_action([[rgb]], ["pick up the red block."], seed=5, prompt_template=False)
+    np.testing.assert_array_equal(bare.normalized, again.normalized)
