@@ -16,6 +16,8 @@ source "$_internvla_root/install/setup.bash"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export MUJOCO_GL="${MUJOCO_GL:-osmesa}"
+# A shared-memory segment large enough for raw camera frames (see the file's comment).
+export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_internvla_root/src/internvla_bringup/config/fastdds.xml}"
 for _internvla_bin in "$_internvla_root"/install/internvla_*/lib/internvla_*; do
     case ":$PATH:" in *":$_internvla_bin:"*) ;; *) PATH="$_internvla_bin:$PATH" ;; esac
 done

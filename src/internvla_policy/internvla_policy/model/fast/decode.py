@@ -26,7 +26,10 @@ class StaticKVCache:
 
     def __init__(self, text_config: object, capacity: int, device: torch.device, dtype: torch.dtype) -> None:
         heads = text_config.num_key_value_heads
-        head_dim = getattr(text_config, "head_dim", None) or text_config.hidden_size // text_config.num_attention_heads
+        head_dim = (
+            getattr(text_config, "head_dim", None)
+            or text_config.hidden_size // text_config.num_attention_heads
+        )
         shape = (1, heads, capacity, head_dim)
         layers = text_config.num_hidden_layers
         self.keys = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(layers)]
@@ -61,9 +64,9 @@ class GreedyDecoder:
         self.seen = torch.zeros(model.lm_head.weight.shape[0], dtype=torch.bool, device=device)
         self.generated = torch.zeros(capacity, dtype=torch.long, device=device)
         self.count = torch.zeros(1, dtype=torch.long, device=device)
-        self.decode = Stage("decode", self._decode_chunk)
+        self.decode = Stage("decode", self._decode_chunk, graphs=cuda_graphs)
         if cuda_graphs:
-            self.decode.capture()
+            self.decode.prepare()  # now, while the state is blank: capture runs the steps a few times
 
     def prefill(
         self,

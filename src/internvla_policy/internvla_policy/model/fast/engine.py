@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,105 +47,118 @@ from .vision import StaticVisionTower
 
 MAX_PLANS = 4  # frame-size layouts kept (each holds its stages and, on a GPU, their graphs)
 MAX_PROMPTS = 8  # instructions kept per layout
-DECODER_CAPACITY = 1024  # cache positions for answers: prompt (with image tokens) plus new tokens
+DECODER_CAPACITY = 1024  # cache positions for answers: prompt (image tokens included) plus new tokens
+CAPACITY_STEP = 256
 WARMUP_INSTRUCTION = "pick up the object."
 
 
-def _evict(cache: OrderedDict, key: Any, limit: int) -> None:
-    """Mark ``key`` as just used and drop the least recently used entries beyond ``limit``."""
+def _recent(cache: OrderedDict, key: Any, make: Callable[[], Any], limit: int) -> Any:
+    """``cache[key]``, made on first use; the least recently used entries beyond ``limit`` are dropped."""
+    if key not in cache:
+        cache[key] = make()
     cache.move_to_end(key)
     while len(cache) > limit:
         cache.popitem(last=False)
+    return cache[key]
 
 
 @dataclass(frozen=True)
 class PromptInputs:
-    """One batch of prompts, tokenised as the reference path would for images of the plan's sizes."""
+    """A batch of prompts tokenised as the reference path would for images of the plan's sizes, and what
+    follows from the tokens alone: embeddings, multimodal rotary positions, padding bias."""
 
+    token_ids: torch.Tensor
+    """[B, T] prompt token ids (left-padded)."""
     embeds: torch.Tensor
-    """[B, T, D] token embeddings with the image positions still holding the image-pad embedding."""
+    """[B, T, D] token embeddings; the image positions still hold the image-pad embedding."""
     image_positions: torch.Tensor
     """Flat (b * T + t) indices of the image tokens, in the order the vision encoder emits features."""
     position_ids: torch.Tensor
     """(3, B, T) multimodal rotary positions."""
     rope_delta: torch.Tensor
-    """[B] offset of text positions after the prompt (used when decoding)."""
+    """[B] offset of text positions after the prompt (decoding continues from it)."""
     attention_bias: torch.Tensor | None
-    """Additive causal + padding bias for a left-padded batch, None when nothing is padded."""
-    token_ids: torch.Tensor
-    """[B, T] prompt token ids."""
+    """The reference path's additive causal + padding bias for a left-padded batch, else None."""
 
     @classmethod
     def build(cls, model: InternVLAM1, fitted: list[list[Size]], texts: Sequence[str]) -> PromptInputs:
-        processor = model.processor
         images = [[Image.new("RGB", size) for size in sample] for sample in fitted]
-        encoded = model._to_device(processor.encode(images, texts))
-        ids, mask = encoded["input_ids"], encoded["attention_mask"]
+        encoded = model.processor.encode(images, texts)
+        ids, mask = encoded["input_ids"].to(model.device), encoded["attention_mask"].to(model.device)
         backbone = model.qwen_vl_interface.model.model
         positions, deltas = backbone.get_rope_index(
-            ids, encoded["mm_token_type_ids"], encoded["image_grid_thw"], attention_mask=mask
+            ids,
+            encoded["mm_token_type_ids"].to(model.device),
+            encoded["image_grid_thw"].to(model.device),
+            attention_mask=mask,
         )
-        padded = bool((mask == 0).any())
         return cls(
-            embeds=backbone.language_model.embed_tokens(ids),
-            image_positions=(ids.reshape(-1) == processor.image_token_id).nonzero().squeeze(1),
-            position_ids=positions,
-            rope_delta=deltas.reshape(-1).to(ids.device),
-            attention_bias=padded_causal_bias(mask, model.dtype) if padded else None,
             token_ids=ids,
+            embeds=backbone.language_model.embed_tokens(ids),
+            image_positions=(ids.reshape(-1) == model.processor.image_token_id).nonzero().squeeze(1),
+            position_ids=positions,
+            rope_delta=deltas.reshape(-1).to(model.device),
+            attention_bias=padded_causal_bias(mask, model.dtype) if bool((mask == 0).any()) else None,
         )
 
+    @property
+    def length(self) -> int:
+        return self.token_ids.shape[1]
+
     def with_image_features(self, features: torch.Tensor) -> torch.Tensor:
-        """The prompt embeddings with the image features put at the image tokens' positions."""
+        """The prompt embeddings with the image features at the image tokens' positions."""
         flat = self.embeds.reshape(-1, self.embeds.shape[-1])
         return flat.index_copy(0, self.image_positions, features.to(flat.dtype)).view(self.embeds.shape)
 
 
 class FrameInputs:
-    """Static device buffers for the raw frames of a plan, filled through pinned host memory."""
+    """Static device buffers for a plan's raw frames, filled through pinned host buffers on a GPU."""
 
     def __init__(self, sizes: list[Size], device: torch.device) -> None:
-        cuda = device.type == "cuda"
         self.device_frames = [torch.zeros((h, w, 3), dtype=torch.uint8, device=device) for w, h in sizes]
-        self.host_frames = [
-            torch.zeros((h, w, 3), dtype=torch.uint8, pin_memory=cuda) if cuda else None for w, h in sizes
-        ]
+        pinned = device.type == "cuda"
+        self.host_frames = (
+            [torch.zeros((h, w, 3), dtype=torch.uint8).pin_memory() for w, h in sizes] if pinned else []
+        )
 
     def load(self, frames: Sequence[np.ndarray]) -> None:
-        """Copy the frames in; on a GPU asynchronously (the host buffer is reused only after the call)."""
-        for host, device, frame in zip(self.host_frames, self.device_frames, frames, strict=True):
-            source = torch.from_numpy(np.ascontiguousarray(frame))
-            if host is None:
-                device.copy_(source)
-            else:
-                host.copy_(source)
+        """Copy the frames in; on a GPU asynchronously (each call ends in a synchronisation, so the host
+        buffers are free again by the next one)."""
+        staging = self.host_frames or self.device_frames
+        for buffer, frame in zip(staging, frames, strict=True):
+            buffer.numpy()[...] = frame
+        if self.host_frames:
+            for device, host in zip(self.device_frames, self.host_frames, strict=True):
                 device.copy_(host, non_blocking=True)
 
 
 class ActionPlan:
-    """Everything for predicting actions from frames of fixed sizes: shared stages, one VLM and
-    Q-Former stage per instruction batch, one DiT stage per (guidance, steps)."""
+    """Everything to predict actions from frames of fixed sizes: the stages every instruction shares
+    (preprocess, DINO, a DDIM loop per guidance and step count) and the VLM and Q-Former stages of
+    each instruction batch."""
 
     def __init__(self, owner: FastInference, sizes: list[list[Size]]) -> None:
         model = owner.model
+        config = model.config
         self.owner = owner
         self.batch = len(sizes)
         self.frames = FrameInputs([size for sample in sizes for size in sample], model.device)
         self.pipeline = FramePipeline(
             sizes,
-            model.config.image_size,
+            config.image_size,
             model.processor,
-            dino_short_side=model.config.dino_short_side,
+            dino_short_side=config.dino_short_side,
             device=model.device,
             dtype=model.dtype,
         )
         self.tower = StaticVisionTower(model.qwen_vl_interface.model.model.visual, self.pipeline.grid_thw)
-        self.noise = torch.zeros(
-            (self.batch, model.config.horizon, model.config.action_dim), dtype=torch.float32, device=model.device
-        )
-        self.noise_host = torch.zeros(self.noise.shape, pin_memory=True) if model.device.type == "cuda" else None
+        shape = (self.batch, config.horizon, config.action_dim)
+        self.noise = torch.zeros(shape, dtype=torch.float32, device=model.device)
+        cuda = model.device.type == "cuda"
+        self.noise_host = torch.zeros(shape).pin_memory() if cuda else None
+        self.actions_host = torch.zeros(shape).pin_memory() if cuda else None
         self.condition = torch.zeros(
-            (self.batch, model.config.num_query_tokens, model.config.qformer_output_dim),
+            (self.batch, config.num_query_tokens, config.qformer_output_dim),
             dtype=model.dtype,
             device=model.device,
         )
@@ -155,38 +169,36 @@ class ActionPlan:
 
     def _dino(self) -> torch.Tensor:
         model = self.owner.model
-        tokens = model.dino_encoder(self.preprocess.output_or_run()[1])
+        tokens = model.dino_encoder(self.preprocess.output[1])
         return model.dino_pro(tokens.reshape(self.batch, -1, tokens.shape[-1]))
 
     def prompt_stages(self, texts: tuple[str, ...]) -> tuple[Stage, Stage]:
-        """The VLM and Q-Former stages of one batch of prompts (built and captured on first use)."""
-        if texts not in self.prompts:
-            model = self.owner.model
-            inputs = PromptInputs.build(model, self.pipeline.fitted_sizes, texts)
-            text_model = model.qwen_vl_interface.model.model.language_model
+        """The VLM and Q-Former stages of one batch of prompts."""
+        return _recent(self.prompts, texts, lambda: self._make_prompt_stages(texts), MAX_PROMPTS)
 
-            def vlm() -> tuple[torch.Tensor, ...]:
-                pixels = self.preprocess.output_or_run()[0]
-                return text_model(
-                    inputs_embeds=inputs.with_image_features(self.tower(pixels)),
-                    position_ids=inputs.position_ids,
-                    attention_mask=inputs.attention_bias,
-                    use_cache=False,
-                    output_hidden_states=True,
-                ).hidden_states
+    def _make_prompt_stages(self, texts: tuple[str, ...]) -> tuple[Stage, Stage]:
+        model = self.owner.model
+        inputs = PromptInputs.build(model, self.pipeline.fitted_sizes, texts)
+        text_model = model.qwen_vl_interface.model.model.language_model
 
-            vlm_stage = self.owner.new_stage("vlm", vlm)
+        def vlm() -> tuple[torch.Tensor, ...]:
+            return text_model(
+                inputs_embeds=inputs.with_image_features(self.tower(self.preprocess.output[0])),
+                position_ids=inputs.position_ids,
+                attention_mask=inputs.attention_bias,
+                use_cache=False,
+                output_hidden_states=True,
+            ).hidden_states
 
-            def qformer() -> torch.Tensor:
-                condition = model.condition_tokens(vlm_stage.output_or_run(), self.dino.output_or_run())
-                return self.condition.copy_(condition)
+        vlm_stage = self.owner.new_stage("vlm", vlm)
 
-            self.prompts[texts] = (vlm_stage, self.owner.new_stage("qformer", qformer))
-        _evict(self.prompts, texts, MAX_PROMPTS)
-        return self.prompts[texts]
+        def qformer() -> torch.Tensor:
+            return self.condition.copy_(model.condition_tokens(vlm_stage.output, self.dino.output))
+
+        return vlm_stage, self.owner.new_stage("qformer", qformer)
 
     def sampler(self, cfg_scale: float, ddim_steps: int) -> Stage:
-        """The DDIM loop from ``self.noise`` and ``self.condition`` (built and captured on first use)."""
+        """The DDIM loop from ``noise`` under ``condition``."""
         key = (float(cfg_scale), int(ddim_steps))
         if key not in self.samplers:
             model = self.owner.model
@@ -205,9 +217,17 @@ class ActionPlan:
             self.noise_host.copy_(noise)
             self.noise.copy_(self.noise_host, non_blocking=True)
 
+    def fetch(self, actions: torch.Tensor) -> np.ndarray:
+        """The sampled actions on the host: the call's one synchronisation with the device."""
+        if self.actions_host is None:
+            return actions.numpy().copy()
+        self.actions_host.copy_(actions, non_blocking=True)
+        torch.cuda.current_stream().synchronize()
+        return self.actions_host.numpy().copy()
+
 
 class AnswerPlan:
-    """Preprocessing of one frame size for answers, and a prefill stage per prompt."""
+    """Answers about frames of one size: their preprocessing, and per prompt its tokens and prefill stage."""
 
     def __init__(self, owner: FastInference, size: Size) -> None:
         model = owner.model
@@ -218,32 +238,46 @@ class AnswerPlan:
         )
         self.tower = StaticVisionTower(model.qwen_vl_interface.model.model.visual, self.pipeline.grid_thw)
         self.preprocess = owner.new_stage("preprocess", lambda: self.pipeline(self.frames.device_frames)[0])
-        self.prompts: OrderedDict[str, tuple[Stage, int]] = OrderedDict()
+        self.inputs: OrderedDict[str, PromptInputs] = OrderedDict()
+        self.prefills: dict[str, Stage] = {}
 
-    def prefill(self, prompt: str, decoder: GreedyDecoder) -> tuple[Stage, int]:
-        """The prompt's prefill stage on ``decoder`` and the prompt length (built on first use)."""
-        if prompt not in self.prompts:
-            inputs = PromptInputs.build(self.owner.model, self.pipeline.fitted_sizes, [prompt])
-            cache_positions = torch.arange(inputs.embeds.shape[1], device=inputs.embeds.device)
+    @property
+    def fitted(self) -> Size:
+        return self.pipeline.fitted_sizes[0][0]
+
+    def prompt_inputs(self, prompt: str) -> PromptInputs:
+        inputs = _recent(
+            self.inputs,
+            prompt,
+            lambda: PromptInputs.build(self.owner.model, [[self.fitted]], [prompt]),
+            MAX_PROMPTS,
+        )
+        self.prefills = {kept: stage for kept, stage in self.prefills.items() if kept in self.inputs}
+        return inputs
+
+    def prefill(self, prompt: str, decoder: GreedyDecoder) -> Stage:
+        """The prompt's prefill stage on ``decoder`` (after :meth:`prompt_inputs` for the prompt)."""
+        if prompt not in self.prefills:
+            inputs = self.inputs[prompt]
+            cache_positions = torch.arange(inputs.length, device=inputs.token_ids.device)
 
             def prefill() -> None:
-                embeds = inputs.with_image_features(self.tower(self.preprocess.output_or_run()))
+                embeds = inputs.with_image_features(self.tower(self.preprocess.output))
                 decoder.prefill(
                     embeds, inputs.position_ids, inputs.rope_delta, inputs.token_ids[0], cache_positions
                 )
 
-            self.prompts[prompt] = (self.owner.new_stage("prefill", prefill), inputs.embeds.shape[1])
-        _evict(self.prompts, prompt, MAX_PROMPTS)
-        return self.prompts[prompt]
+            self.prefills[prompt] = self.owner.new_stage("prefill", prefill)
+        return self.prefills[prompt]
 
 
 class FastInference:
-    """Fast action and answer inference around a loaded :class:`InternVLAM1` (same results, less time).
+    """Fast action and answer inference around a loaded :class:`InternVLAM1`: same results, less time.
 
     ``dtype`` defaults to bfloat16 on a GPU and float32 on the CPU; a model in another dtype is copied
     (load it in the target dtype to avoid holding both). ``cuda_graphs`` defaults to on for CUDA
-    devices. ``compile_dit`` additionally runs the DiT through ``torch.compile`` before capture.
-    One call runs at a time (the stages share static buffers).
+    devices. ``compile_dit`` (CUDA only) also runs the DiT through ``torch.compile`` before capture.
+    One call runs at a time: the stages share static buffers.
     """
 
     def __init__(
@@ -257,18 +291,18 @@ class FastInference:
         cuda = model.device.type == "cuda"
         dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
         self.model = model if model.dtype == dtype else model.converted(dtype)
-        self.cuda_graphs = cuda if cuda_graphs is None else cuda_graphs and cuda
+        self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs) and cuda
+        self.compiled = compile_dit and cuda
         net = self.model.action_model.net
-        self.dit = torch.compile(net, dynamic=False) if compile_dit else net
-        self.compiled = compile_dit
+        self.dit = torch.compile(net, dynamic=False) if self.compiled else net
         self.warmup_s: float | None = None
         self._plans: OrderedDict[tuple, ActionPlan] = OrderedDict()
         self._answer_plans: OrderedDict[Size, AnswerPlan] = OrderedDict()
         self._decoder: GreedyDecoder | None = None
+        self._stages: weakref.WeakSet[Stage] = weakref.WeakSet()
         self._lock = threading.RLock()
-        self._stages: list[Stage] = []
 
-    # The attributes the nodes read from a model, so this can stand in for InternVLAM1.
+    # What the nodes read from a model, so that this can stand in for InternVLAM1.
     @property
     def config(self) -> Any:
         return self.model.config
@@ -300,15 +334,17 @@ class FastInference:
     def processor_image_size(self, width: int, height: int) -> tuple[int, int]:
         return self.model.processor_image_size(width, height)
 
-    def new_stage(self, name: str, fn: Any) -> Stage:
-        """A stage of this engine: captured as a CUDA graph when graphs are on, after one eager run."""
-        stage = GraphedStage(name, fn, self.cuda_graphs)
-        self._stages.append(stage)
+    def new_stage(self, name: str, fn: Callable[[], Any]) -> Stage:
+        stage = Stage(name, fn, graphs=self.cuda_graphs)
+        self._stages.add(stage)
         return stage
 
     def stage_modes(self) -> dict[str, str]:
-        """How each kind of stage runs ('cuda graph', 'eager' or why capture failed), for reports."""
-        return {stage.name: stage.note for stage in self._stages}
+        """How each kind of stage runs ('cuda graph', 'eager', or why capture failed), for reports."""
+        modes: dict[str, set[str]] = {}
+        for stage in list(self._stages):
+            modes.setdefault(stage.name, set()).add(stage.note)
+        return {name: "; ".join(sorted(notes)) for name, notes in sorted(modes.items())}
 
     @torch.inference_mode()
     def predict_action(
@@ -322,10 +358,11 @@ class FastInference:
         generator: torch.Generator | None = None,
         unnorm_key: str | None = None,
     ) -> ActionPrediction:
-        """:meth:`InternVLAM1.predict_action`, same arguments and result (timings: seconds per stage
-        plus ``total``, the call's wall time).
+        """:meth:`InternVLAM1.predict_action`: same arguments, same result. ``timings`` holds seconds for
+        setup (building a plan or a prompt's stages, first calls only), preprocess, vlm, dino, qformer,
+        dit and postprocess, and ``total``, the call's wall time.
 
-        Raises ValueError for views that reach DINO at different sizes (upstream's own limit; the
+        Raises ValueError when views reach DINO at different sizes (upstream's own limit; the
         reference path accepts them).
         """
         started = time.perf_counter()
@@ -337,10 +374,12 @@ class FastInference:
         sizes = [[(frame.shape[1], frame.shape[0]) for frame in sample] for sample in frames]
         texts = tuple(self.model.prompt_text(text) for text in instructions)
         with self._lock:
-            plan = self._action_plan(sizes)
+            clock = StageClock(self.device)
+            layout = tuple(tuple(sample) for sample in sizes)
+            plan = _recent(self._plans, layout, lambda: ActionPlan(self, sizes), MAX_PLANS)
             vlm, qformer = plan.prompt_stages(texts)
             dit = plan.sampler(cfg_scale, ddim_steps)
-            clock = StageClock(self.device)
+            clock.mark("setup")
             plan.frames.load([frame for sample in frames for frame in sample])
             plan.load_noise(initial_noise(tuple(plan.noise.shape), generator))
             plan.preprocess()
@@ -348,38 +387,47 @@ class FastInference:
             for stage in (vlm, plan.dino, qformer, dit):
                 stage()
                 clock.mark(stage.name)
-            normalized = self._to_host(dit.output_or_run())
+            normalized = plan.fetch(dit.output)
             clock.mark("postprocess")
-        actions = unnormalize_actions(normalized, self.norm_stats[key]["action"])
-        timings = clock.seconds()
+            fetched = time.perf_counter()
+            actions = unnormalize_actions(normalized, self.norm_stats[key]["action"])
+            timings = clock.seconds()
+        timings["postprocess"] += time.perf_counter() - fetched
         timings["total"] = time.perf_counter() - started
-        timings["postprocess"] += timings["total"] - sum(v for k, v in timings.items() if k != "total")
         return ActionPrediction(normalized=normalized, actions=actions, unnorm_key=key, timings=timings)
 
     @torch.inference_mode()
-    def generate(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64) -> Answer:
-        """:meth:`InternVLAM1.generate` (greedy, the base VLM's repetition penalty), same result."""
+    def generate(
+        self,
+        image: ImageLike,
+        prompt: str,
+        *,
+        max_new_tokens: int = 64,
+        repetition_penalty: float | None = None,
+    ) -> Answer:
+        """:meth:`InternVLAM1.generate`: same arguments (greedy; ``repetition_penalty`` None keeps the base
+        VLM's), same result."""
         if not isinstance(prompt, str):
             raise ValueError(f"prompt: expected a string, got {type(prompt).__name__}")
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
         frame = as_rgb_array(image, "image")
         size = (frame.shape[1], frame.shape[0])
-        config = self.model.processor.generation_config(max_new_tokens, None)
-        stops = config.eos_token_id if isinstance(config.eos_token_id, list) else [config.eos_token_id]
+        settings = self.model.processor.generation_config(max_new_tokens, repetition_penalty)
+        stops = settings.eos_token_id if isinstance(settings.eos_token_id, list) else [settings.eos_token_id]
         with self._lock:
-            plan = self._answer_plan(size)
-            fitted = plan.pipeline.fitted_sizes[0][0]
-            tokens_needed = self._prompt_length(plan, prompt) + DECODE_CHUNK * -(-(max_new_tokens - 1) // DECODE_CHUNK)
-            decoder = self._decoder_for(tokens_needed)
-            prefill, _ = plan.prefill(prompt, decoder)
+            plan = _recent(self._answer_plans, size, lambda: AnswerPlan(self, size), MAX_PLANS)
+            inputs = plan.prompt_inputs(prompt)
+            steps = DECODE_CHUNK * -(-(max_new_tokens - 1) // DECODE_CHUNK)
+            decoder = self._decoder_for(inputs.length + steps)
+            prefill = plan.prefill(prompt, decoder)
             plan.frames.load([frame])
-            decoder.penalty.fill_(float(config.repetition_penalty or 1.0))
+            decoder.penalty.fill_(float(settings.repetition_penalty or 1.0))
             plan.preprocess()
             prefill()
-            new_ids = self._decode(decoder, max_new_tokens, {int(token) for token in stops if token is not None})
-            prompt_ids = plan.prompts[prompt][0] and self._prompt_ids(plan, prompt)
-        return Answer(self.model.processor.decode(new_ids), new_ids, prompt_ids, fitted)
+            new_ids = _decode(decoder, max_new_tokens, {int(token) for token in stops if token is not None})
+        prompt_ids = inputs.token_ids[0].tolist()
+        return Answer(self.model.processor.decode(new_ids), new_ids, prompt_ids, plan.fitted)
 
     def answer(self, image: ImageLike, prompt: str, *, max_new_tokens: int = 64) -> str:
         """The text of :meth:`generate`."""
@@ -393,17 +441,46 @@ class FastInference:
         ddim_steps: int = 10,
         answer_tokens: int = 0,
     ) -> float:
-        """Build and capture what a first call with camera frames of ``views`` sizes (w, h) needs, so
-        that the first real command is not the slow one; return the seconds it took.
+        """Build and capture what calls with camera frames of ``views`` sizes (w, h) need, so that the
+        first real command is not the slow one; return the seconds it took (also kept in ``warmup_s``).
 
-        The instruction-specific stages (VLM prefill, Q-Former) are made for a stand-in instruction;
-        a new instruction later builds its own (one call's worth of extra time). ``answer_tokens`` > 0
-        also warms the answer path (grounding) for the first view's size.
+        The instruction's own stages (VLM, Q-Former) are built for a stand-in instruction: a new
+        instruction later builds its own, which costs its first call about one extra call. With
+        ``answer_tokens`` > 0 the answer path is warmed too, for frames of the first view's size.
         """
         started = time.perf_counter()
         blanks = [np.zeros((height, width, 3), dtype=np.uint8) for width, height in views]
-        self.predict_action([blanks], [WARMUP_INSTRUCTION], cfg_scale=cfg_scale, ddim_steps=ddim_steps, seed=0)
+        self.predict_action(
+            [blanks], [WARMUP_INSTRUCTION], cfg_scale=cfg_scale, ddim_steps=ddim_steps, seed=0
+        )
         if answer_tokens > 0:
             self.generate(blanks[0], WARMUP_INSTRUCTION, max_new_tokens=answer_tokens)
         self.warmup_s = time.perf_counter() - started
         return self.warmup_s
+
+    def _decoder_for(self, positions: int) -> GreedyDecoder:
+        """The shared decoder, rebuilt larger (and every prefill stage with it) when ``positions`` exceed it."""
+        if self._decoder is None or self._decoder.capacity < positions:
+            capacity = max(DECODER_CAPACITY, CAPACITY_STEP * -(-positions // CAPACITY_STEP))
+            self._decoder = None
+            for plan in self._answer_plans.values():
+                plan.prefills.clear()
+            self._decoder = GreedyDecoder(
+                self.model.qwen_vl_interface.model, capacity, cuda_graphs=self.cuda_graphs
+            )
+            self._stages.add(self._decoder.decode)
+        return self._decoder
+
+
+def _decode(decoder: GreedyDecoder, max_new_tokens: int, stops: set[int]) -> list[int]:
+    """Run decoding chunks until a stop token or ``max_new_tokens``; the new ids, the stop included."""
+    produced = 1  # the prefill chose the first token
+    while True:
+        ids = decoder.generated[: min(produced, max_new_tokens)].tolist()
+        ended = next((i for i, token in enumerate(ids) if token in stops), None)
+        if ended is not None:
+            return ids[: ended + 1]
+        if produced >= max_new_tokens:
+            return ids
+        decoder.decode()
+        produced += DECODE_CHUNK

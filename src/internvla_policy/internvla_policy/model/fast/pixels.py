@@ -94,7 +94,13 @@ class ViewPipeline:
         channels, height, width = normalised.shape
         grid_h, grid_w = height // self.patch, width // self.patch
         patches = normalised.reshape(
-            channels, grid_h // self.merge, self.merge, self.patch, grid_w // self.merge, self.merge, self.patch
+            channels,
+            grid_h // self.merge,
+            self.merge,
+            self.patch,
+            grid_w // self.merge,
+            self.merge,
+            self.patch,
         ).permute(1, 4, 2, 5, 0, 3, 6)
         patches = patches.unsqueeze(5).expand(*patches.shape[:5], self.temporal, *patches.shape[5:])
         return patches.reshape(grid_h * grid_w, channels * self.temporal * self.patch * self.patch)
@@ -156,7 +162,9 @@ class FramePipeline:
 
         pixel_values is [sum of patches, 1176] and the DINO input [B*V, 3, h, w], both in ``dtype``.
         """
-        bases = [view.to_base(frame.to(torch.float64)) for view, frame in zip(self.views, frames, strict=True)]
+        bases = [
+            view.to_base(frame.to(torch.float64)) for view, frame in zip(self.views, frames, strict=True)
+        ]
         patches = torch.cat([view.qwen_patches(base) for view, base in zip(self.views, bases, strict=True)])
         dino = None
         if self.with_dino:

@@ -18,17 +18,22 @@ GRAPH_WARMUP_RUNS = 2  # eager runs on a side stream before capture: lazy librar
 
 
 class Stage:
-    """One step of a pipeline: ``fn()`` reads static inputs and returns its outputs."""
+    """One step of a pipeline: ``fn()`` reads static inputs and returns its outputs (tensors, tuples of
+    tensors, or None). With ``graphs`` it is captured on first use and replayed afterwards; if capture
+    fails it runs eagerly but still returns the same output tensors every time (later graphs read them)."""
 
-    def __init__(self, name: str, fn: Callable[[], Any]) -> None:
+    def __init__(self, name: str, fn: Callable[[], Any], *, graphs: bool) -> None:
         self.name = name
         self.fn = fn
+        self.graphs = graphs
         self.graph: torch.cuda.CUDAGraph | None = None
         self.output: Any = None
-        self.note = "eager"
+        self.note = "cuda graph (not yet captured)" if graphs else "eager"
+        self._prepared = not graphs
 
-    def capture(self) -> None:
-        """Record ``fn`` into a CUDA graph; on failure keep running it eagerly and say why in ``note``."""
+    def prepare(self) -> None:
+        """Capture now (instead of on first use); on failure fall back to eager and say why in ``note``."""
+        self._prepared = True
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         graph = torch.cuda.CUDAGraph()
@@ -41,15 +46,29 @@ class Stage:
                 output = self.fn()
         except RuntimeError as err:
             torch.cuda.synchronize()
-            self.note = f"eager (capture failed: {str(err).splitlines()[0][:160]})"
+            self.note = f"eager (capture failed: {str(err).strip().splitlines()[0][:160]})"
             return
         self.graph, self.output, self.note = graph, output, "cuda graph"
 
     def __call__(self) -> Any:
-        if self.graph is None:
-            return self.fn()
-        self.graph.replay()
+        if not self._prepared:
+            self.prepare()
+        if self.graph is not None:
+            self.graph.replay()
+        elif self.output is None or not self.graphs:
+            self.output = self.fn()
+        else:
+            _copy_into(self.output, self.fn())
         return self.output
+
+
+def _copy_into(target: Any, source: Any) -> None:
+    """Copy ``source`` into the same-shaped structure of tensors ``target``."""
+    if isinstance(target, torch.Tensor):
+        target.copy_(source)
+    elif isinstance(target, tuple | list):
+        for into, value in zip(target, source, strict=True):
+            _copy_into(into, value)
 
 
 class StageClock:

@@ -77,7 +77,9 @@ class StaticVisionTower:
 
     def _attention(self, attn: nn.Module, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         length = hidden.shape[0]
-        query, key, value = attn.qkv(hidden).reshape(length, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        query, key, value = (
+            attn.qkv(hidden).reshape(length, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        )
         query, key = apply_rotary_pos_emb_vision(query, key, self.cos, self.sin)
         query, key, value = (states.transpose(0, 1).unsqueeze(0) for states in (query, key, value))
         out = functional.scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=attn.scaling)
