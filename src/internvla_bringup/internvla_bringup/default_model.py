@@ -9,9 +9,9 @@
    the budget leaves; the learning-rate schedule ends with it.
 3. Evaluate briefly in closed loop (with and without guidance) and write MODEL_CARD.md.
 
-The run folder (default: ``src/internvla_policy/models/default``, where ``checkpoint: builtin`` looks)
-holds only what the loader and the card need; data, trainer state and evaluation files stay in
-``--work``. A second call reuses the recorded data there.
+Training runs in ``--work``; only at the end are the files the loader and the card need copied to the
+output folder (default: ``src/internvla_policy/models/default``, where ``checkpoint: builtin`` looks),
+so a half-trained model is never picked up there. A second call reuses the recorded data in ``--work``.
 
 Usage: python -m internvla_bringup.default_model [--budget-min 60] [--out DIR] [--work DIR]
 """
@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -40,10 +41,12 @@ from internvla_grounding.prompts import DEFAULT_TEMPLATES, GroundingKind, render
 from internvla_policy.control.spatial_prompt import grounding_text
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training import DataSpec, GroundingTask, ModelSource, TrainSettings, train_run
-from internvla_policy.training.build import DEFAULT_MODEL_DIMS
+from internvla_policy.training.build import BASE_VLM_DIR, DEFAULT_MODEL_DIMS
+from internvla_policy.training.run_files import LOG_FILE
 from internvla_policy.training.samples import read_grounding
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "internvla_policy" / "models" / "default"
+SUMMARY_FILE = "training_summary.json"
 CAMERA_KEYS = (f"video.{SCENE_CAMERA}", "video.wrist_camera")
 UNNORM_KEY = "franka"
 IMAGE_SIZE = 224
@@ -93,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=cache_dir() / "default_model", help="data, state, evaluation"
     )
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget for all steps")
-    parser.add_argument("--episodes", type=int, default=160, help="expert demonstrations to record")
+    parser.add_argument("--episodes", type=int, default=150, help="expert demonstrations to record")
     parser.add_argument("--eval-episodes", type=int, default=10, help="seeds for the closing evaluation")
     parser.add_argument(
         "--reserve-min", type=float, default=10.0, help="budget kept for decoding and evaluation"
@@ -102,7 +105,15 @@ def main(argv: list[str] | None = None) -> int:
         "--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on shared cores)"
     )
     parser.add_argument("--resume", action="store_true", help="continue the trainer state in --work")
+    parser.add_argument(
+        "--card-from",
+        type=Path,
+        metavar="EVAL_JSON",
+        help="only rewrite --out's model card with this eval.json",
+    )
     args = parser.parse_args(argv)
+    if args.card_from:
+        return rewrite_card(args.out, args.card_from)
     torch.set_num_threads(args.threads)
     started = time.monotonic()
     log = _logger(started)
@@ -114,9 +125,10 @@ def main(argv: list[str] | None = None) -> int:
         print("error: the budget leaves less than a minute of training", file=sys.stderr)
         return 2
     log(f"training for {train_s / 60:.1f} min")
+    run_dir = args.work / "run"
     result = train_run(
         DataSpec(data_dir, CAMERA_KEYS, ACTION_KEYS, UNNORM_KEY),
-        args.out,
+        run_dir,
         TrainSettings(**{**SETTINGS.to_json(), "time_limit_s": train_s}),
         ModelSource(dims=DEFAULT_MODEL_DIMS, texts=tokenizer_texts(data_dir), max_coordinate=IMAGE_SIZE),
         grounding=GroundingTask(GROUNDING_TEMPLATE, functools.partial(render, GROUNDING_TEMPLATE)),
@@ -124,18 +136,51 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         log=log,
     )
-    for old in (args.out / "checkpoints").iterdir():
-        if old != result.checkpoint:
-            old.unlink()
     evaluation = Evaluator(
-        EvalSettings(checkpoint=str(args.out), episodes=args.eval_episodes), args.work / "eval", log
+        EvalSettings(checkpoint=str(run_dir), episodes=args.eval_episodes), args.work / "eval", log
     ).run(args.work / "eval")
-    card = model_card(
-        args.out, data_dir, result.history, result.elapsed_s, evaluation, time.monotonic() - started
-    )
-    (args.out / "MODEL_CARD.md").write_text(card)
+    summary = training_summary(data_dir, result.step, result.elapsed_s, time.monotonic() - started)
+    (run_dir / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    (run_dir / "MODEL_CARD.md").write_text(model_card(run_dir, summary, result.history, evaluation))
+    publish(run_dir, result.checkpoint, args.out)
     log(f"done in {(time.monotonic() - started) / 60:.1f} min; model card: {args.out / 'MODEL_CARD.md'}")
     return 0
+
+
+def rewrite_card(run_dir: Path, eval_json: Path) -> int:
+    """MODEL_CARD.md of a published run again, with the success measured by a (longer) evaluation."""
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
+    history = [json.loads(line) for line in (run_dir / LOG_FILE).read_text().splitlines()]
+    evaluation = json.loads(eval_json.read_text())
+    (run_dir / "MODEL_CARD.md").write_text(model_card(run_dir, summary, history, evaluation))
+    print(f"wrote {run_dir / 'MODEL_CARD.md'} with {evaluation['episodes']} evaluated seeds")
+    return 0
+
+
+def training_summary(data_dir: Path, steps: int, train_s: float, total_s: float) -> dict[str, Any]:
+    """What the card reports about the data and the time spent (kept in the run: the data is not)."""
+    expert = json.loads((data_dir / "meta" / "expert_report.json").read_text())
+    info = json.loads((data_dir / "meta" / "info.json").read_text())
+    return {
+        "steps": steps,
+        "train_s": round(train_s, 1),
+        "total_s": round(total_s, 1),
+        "episodes": info["total_episodes"],
+        "frames": info["total_frames"],
+        "fps": info["fps"],
+        "expert_success_rate": expert["expert_success_rate"],
+        "image_size": IMAGE_SIZE,
+    }
+
+
+def publish(run_dir: Path, checkpoint: Path, out: Path) -> None:
+    """Replace ``out`` with the run's loadable files (config, statistics, base VLM, weights), card and log."""
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "checkpoints").mkdir(parents=True)
+    for name in ("config.yaml", "dataset_statistics.json", "MODEL_CARD.md", SUMMARY_FILE, LOG_FILE):
+        shutil.copy2(run_dir / name, out / name)
+    shutil.copytree(run_dir / BASE_VLM_DIR, out / BASE_VLM_DIR)
+    shutil.copy2(checkpoint, out / "checkpoints" / checkpoint.name)
 
 
 def _logger(started: float) -> Callable[[str], None]:
@@ -146,22 +191,16 @@ def _logger(started: float) -> Callable[[str], None]:
 
 
 def model_card(
-    run_dir: Path,
-    data_dir: Path,
-    history: list[dict[str, Any]],
-    train_s: float,
-    evaluation: dict[str, Any],
-    total_s: float,
+    run_dir: Path, summary: dict[str, Any], history: list[dict[str, Any]], evaluation: dict[str, Any]
 ) -> str:
     """MODEL_CARD.md: what the model is, what it was trained on, how long, its losses and its success."""
-    expert = json.loads((data_dir / "meta" / "expert_report.json").read_text())
-    info = json.loads((data_dir / "meta" / "info.json").read_text())
     checkpoint = locate_run(run_dir).checkpoint
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     parameters = sum(v.numel() for k, v in state.items() if not k.endswith("lm_head.weight"))
     first, last = history[0], history[-1]
     per_task = "\n".join(
-        f"| {kind} | {row['episodes']} | {_pct(row['success_rate'])} | {_pct(row['success_rate_no_guidance'])} |"
+        f"| {kind} | {row['episodes']} | {_pct(row['success_rate'])} | "
+        f"{_pct(row['success_rate_no_guidance'])} |"
         for kind, row in evaluation["per_task"].items()
     )
     dims = "\n".join(f"- {key}: {value}" for key, value in asdict(DEFAULT_MODEL_DIMS).items())
@@ -181,14 +220,16 @@ small widths; it is not the released 3B model and knows nothing outside this tas
   roll-pitch-yaw radians, gripper 1 = open) at 10 Hz.
 
 ## Data
-{info["total_episodes"]} scripted-expert episodes ({info["total_frames"]} frames, seeds from 0, expert
-success {expert["expert_success_rate"]:.0%} with failures dropped), recorded at {IMAGE_SIZE} px and
-{info["fps"]} Hz with grounding labels (boxes of the named objects in the scene camera) on every frame.
+{summary["episodes"]} scripted-expert episodes ({summary["frames"]} frames, seeds from 0, expert
+success {summary["expert_success_rate"]:.0%} with failures dropped), recorded at {summary["image_size"]} px
+and {summary["fps"]} Hz with grounding labels (boxes of the named objects in the scene camera) on every
+frame.
 
 ## Training
 {last["step"]} steps of batch {SETTINGS.batch_size} (x{SETTINGS.repeated_diffusion_steps} diffusion
-samples each) in {train_s / 60:.1f} min on CPU ({total_s / 60:.1f} min for the whole command including
-recording and evaluation). AdamW, learning rate {SETTINGS.learning_rate} with warm-up and cosine decay.
+samples each) in {summary["train_s"] / 60:.1f} min on CPU ({summary["total_s"] / 60:.1f} min for the whole
+command including recording and a short evaluation). AdamW, learning rate {SETTINGS.learning_rate} with
+warm-up and cosine decay.
 Spatial guidance: half of the samples show the target boxes drawn on the scene view (the policy's
 `overlay` mode), and every step co-trains the grounding answer (batch {SETTINGS.grounding_batch_size},
 weight {SETTINGS.grounding_weight}) to the grounding node's box prompt.
@@ -212,7 +253,8 @@ grounding, {_pct(evaluation["success_rate_no_guidance"])} with guidance `{NO_GUI
 |---|---|---|---|
 {per_task}
 
-Reproduce: `python -m internvla_bringup.default_model` (training), `internvla eval --episodes 50` (evaluation).
+Reproduce: `python -m internvla_bringup.default_model` (training), `internvla eval --episodes 50`
+(evaluation).
 """
 
 

@@ -141,7 +141,8 @@ class Evaluator:
                     result = self.episode(env, seed, mode, self.params(mode))
                     results.append(result)
                     iou = "" if result.grounding_iou is None else f" iou={result.grounding_iou:.2f}"
-                    self.log(f"seed {seed} {mode:>7}: {result.task!r} {result.success=} {result.steps=}{iou}")
+                    outcome = f"success={result.success} steps={result.steps}{iou}"
+                    self.log(f"seed {seed} {mode:>7}: {result.task!r} {outcome}")
         report = summarize(results, s, time.monotonic() - started)
         (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
         return report
@@ -152,12 +153,13 @@ class Evaluator:
         torch.manual_seed(seed)
         period = params.control_period_s
         controller = PolicyController.from_params(params, clock=lambda: env.sim_time)
-        policy = ModelChunkPolicy(
+        policy = ModelChunkPolicy(  # as the policy node builds it
             self.model,
             cfg_scale=params.cfg_scale,
             ddim_steps=params.ddim_steps,
-            seed=None,
+            seed=None if params.seed < 0 else params.seed,
             unnorm_key=params.unnorm_key or None,
+            prompt_template=mode != NO_GUIDANCE,
         )
         worker = InferenceWorker(policy, mode, controller.next_request, controller.on_chunk, lambda _: None)
         controller.set_model_ready()

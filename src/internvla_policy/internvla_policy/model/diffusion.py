@@ -89,10 +89,12 @@ def ddim_schedule(num_train_steps: int, count: int) -> DdimSchedule:
 def ddim_coefficients(schedule: DdimSchedule, device: torch.device) -> torch.Tensor:
     """[steps, 3] float32 on ``device``: per step sqrt(1/a), sqrt(1/a - 1) and the previous a, each
     rounded from float64 to float32 as upstream gathers them."""
-    table = np.stack(
-        [schedule.sqrt_recip_alphas_cumprod, schedule.sqrt_recipm1_alphas_cumprod, schedule.alphas_cumprod_prev],
-        axis=1,
+    columns = (
+        schedule.sqrt_recip_alphas_cumprod,
+        schedule.sqrt_recipm1_alphas_cumprod,
+        schedule.alphas_cumprod_prev,
     )
+    table = np.stack(columns, axis=1)
     return torch.tensor(table, dtype=torch.float32, device=device)
 
 

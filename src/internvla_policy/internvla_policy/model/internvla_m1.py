@@ -205,7 +205,7 @@ class InternVLAM1(nn.Module):
         with self._lock:
             with self._timed(timings, "preprocess"):
                 images = self.model_views(images)
-                texts = [self.prompt_text(t) if prompt_template else t.lower() for t in instructions]
+                texts = [self.prompt_text(text, prompt_template) for text in instructions]
                 qwen_inputs = self.qwen_inputs(images, texts)
             with self._timed(timings, "vlm"):
                 hidden = self.qwen_vl_interface.hidden_states(qwen_inputs)
@@ -271,10 +271,11 @@ class InternVLAM1(nn.Module):
         layers = hidden[self.config.qformer_start_layer : self.config.qformer_end_layer]
         return self.layer_qformer([torch.cat([layer, dino_tokens], dim=1) for layer in layers])
 
-    def prompt_text(self, instruction: str) -> str:
-        """Upstream lower-cases the instruction, then fills the CoT template when the config has one."""
+    def prompt_text(self, instruction: str, use_template: bool = True) -> str:
+        """Upstream lower-cases the instruction, then fills the CoT template when the config has one
+        (and ``use_template``: see ``predict_action``'s ``prompt_template``)."""
         instruction = instruction.lower()
-        template = self.config.cot_prompt
+        template = self.config.cot_prompt if use_template else None
         return instruction if template is None else template.replace("{instruction}", instruction)
 
     def dino_features(self, images: list[list[Image.Image]]) -> torch.Tensor:
@@ -312,7 +313,9 @@ class InternVLAM1(nn.Module):
         noise = initial_noise(shape, generator).to(self.device)
         return ddim_sample(self.noise_predictor(condition, cfg_scale), noise, schedule)
 
-    def noise_predictor(self, condition: torch.Tensor, cfg_scale: float, net: nn.Module | None = None) -> EpsFn:
+    def noise_predictor(
+        self, condition: torch.Tensor, cfg_scale: float, net: nn.Module | None = None
+    ) -> EpsFn:
         """The DiT's noise prediction for ``condition``, guided when ``cfg_scale > 1`` (upstream's rule).
 
         ``net`` stands in for the DiT (the fast path passes a compiled one); its weights are the same.

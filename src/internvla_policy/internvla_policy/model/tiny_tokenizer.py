@@ -103,14 +103,20 @@ def train_bpe(vocab_size: int = BPE_VOCAB_SIZE, corpus: Sequence[str] = CORPUS) 
     return tokenizer
 
 
-def build_tokenizer(vocab_size: int = BPE_VOCAB_SIZE, corpus: Sequence[str] = CORPUS) -> Qwen2Tokenizer:
+def build_tokenizer(
+    vocab_size: int = BPE_VOCAB_SIZE, corpus: Sequence[str] = CORPUS, base_vocab_size: int | None = None
+) -> Qwen2Tokenizer:
     """The tiny model's tokenizer: trained BPE, then the added tokens (ids 320..341 by default), Qwen's order.
 
     eos is ``<|im_end|>``, pad ``<|endoftext|>``, no bos or unk, left padding, as Qwen2.5-VL-Instruct.
+    ``base_vocab_size`` pads the BPE vocabulary with entries no text produces, so that the added tokens
+    get the ids of a larger tokenizer (151643 gives Qwen2.5's real ids, as the real-size benchmark needs).
     """
     spec = json.loads(train_bpe(vocab_size, corpus).to_str())["model"]
+    vocab = dict(spec["vocab"])
+    vocab.update({f"<|unused_{index}|>": index for index in range(len(vocab), base_vocab_size or 0)})
     tokenizer = Qwen2Tokenizer(
-        vocab=spec["vocab"],
+        vocab=vocab,
         merges=[tuple(pair) for pair in spec["merges"]],
         unk_token=None,
         bos_token=None,

@@ -16,7 +16,7 @@ from internvla_policy.model import InternVLAM1
 from internvla_policy.model.tiny import ModelDims
 
 from .build import new_model, pretrained_model, tokenizer_corpus
-from .run_files import latest_state, write_run_metadata
+from .run_files import clear_run_outputs, latest_state, write_run_metadata
 from .samples import GROUNDING_FILE, TrainingData, open_reader, read_grounding
 from .trainer import Trainer, TrainResult, TrainSettings
 
@@ -72,7 +72,10 @@ def train_run(
     """Train into ``run_dir`` (released layout); with ``resume``, continue its newest trainer state."""
     run_dir = Path(run_dir)
     state_dir = state_dir or run_dir / "trainer_state"
-    statistics = compute_statistics(open_reader(spec.root, (), spec.action_keys, 1, spec.episodes))
+    # the episodes that have every chosen camera: the statistics describe exactly the training data
+    statistics = compute_statistics(
+        open_reader(spec.root, spec.camera_keys, spec.action_keys, 1, spec.episodes)
+    )
     norm_stats = {spec.unnorm_key: statistics.to_json()}
     continuing = resume and latest_state(state_dir) is not None
     if continuing:
@@ -86,6 +89,7 @@ def train_run(
     else:
         raise ValueError("a model source needs an existing run or dimensions for a new model")
     if not continuing:
+        clear_run_outputs(run_dir, state_dir)
         tree["trainer"] = {
             "data": spec.to_json(),
             "model": source.describe(),

@@ -22,6 +22,7 @@ from internvla_policy.data import DatasetStatistics, write_statistics
 from internvla_policy.model import InternVLAM1
 
 STATE_NAME = re.compile(r"^steps_(\d+)_trainer_state\.pt$")
+LOG_FILE = "train_log.jsonl"
 
 
 def checkpoint_path(run_dir: Path, step: int) -> Path:
@@ -80,3 +81,12 @@ def latest_state(state_dir: Path) -> Path | None:
         if (match := STATE_NAME.match(path.name))
     }
     return found[max(found)] if found else None
+
+
+def clear_run_outputs(run_dir: Path, state_dir: Path) -> None:
+    """Remove the checkpoints, log and trainer states of an earlier run in the same folders, so that a new
+    run is never mixed with (or, by a higher step number, shadowed by) an old one."""
+    for folder, pattern in ((run_dir / "checkpoints", "steps_*"), (state_dir, "steps_*_trainer_state.pt")):
+        for path in folder.glob(pattern) if folder.is_dir() else []:
+            path.unlink()
+    (run_dir / LOG_FILE).unlink(missing_ok=True)

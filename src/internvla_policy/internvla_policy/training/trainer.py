@@ -25,10 +25,11 @@ from internvla_policy.model import InternVLAM1
 from internvla_policy.model.checkpoint import read_state_dict
 
 from .objective import action_condition, diffusion_loss, grounding_loss
-from .run_files import TrainerState, checkpoint_path, latest_state, save_weights
+from .run_files import LOG_FILE, TrainerState, checkpoint_path, latest_state, save_weights
 from .samples import TrainingData
 
-LOG_FILE = "train_log.jsonl"
+PRINT_EVERY_RECORDS = 10
+"""Every tenth logged record is also printed, so the console log shows the loss curve."""
 
 
 @dataclass(frozen=True)
@@ -158,21 +159,21 @@ class Trainer:
             cfg_dropout=s.cfg_dropout,
             generator=self.generator,
         )
-        loss, losses = action_loss, {"action_loss": float(action_loss)}
+        loss, losses = action_loss, {"action_loss": action_loss.item()}
         if s.grounding_batch_size:
             questions = self.data.grounding_batch(
                 self.rng, s.grounding_batch_size, self.grounding_prompt, model.processor_image_size
             )
             answer_loss = grounding_loss(model, questions.images, questions.prompts, questions.answers)
             loss = loss + s.grounding_weight * answer_loss
-            losses["grounding_loss"] = float(answer_loss)
+            losses["grounding_loss"] = answer_loss.item()
         for group in self.optimizer.param_groups:
             group["lr"] = self.learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
         self.optimizer.step()
-        return {"loss": float(loss), **losses}
+        return {"loss": loss.item(), **losses}
 
     def save(self) -> Path:
         """Weights in the released layout and the trainer state, both for the current step."""
@@ -187,20 +188,22 @@ class Trainer:
         ).save(self.state_dir)
         return path
 
-    def run(self) -> TrainResult:
-        """Train until the step or time budget is used up; save at ``save_every`` and at the end."""
+    def run(self, until: int | None = None) -> TrainResult:
+        """Train until the step or time budget is used up (or step ``until``, to continue later with
+        :meth:`resume`); save at ``save_every`` and at the end."""
         s = self.settings
         window: list[dict[str, float]] = []
         checkpoint = None
-        bar = tqdm(total=s.steps, initial=self.step, desc="train", file=sys.stderr, dynamic_ncols=True)
+        total = None if s.time_limit_s else s.steps  # a time-limited run shows its ETA in the postfix
+        bar = tqdm(total=total, initial=self.step, desc="train", file=sys.stderr, dynamic_ncols=True)
         with bar:
-            while self.progress() < 1.0:
+            while self.progress() < 1.0 and (until is None or self.step < until):
                 start = time.perf_counter()
                 window.append(self.train_step())
                 self.step += 1
                 self.elapsed_s += time.perf_counter() - start
                 bar.update(1)
-                if self.step % s.log_every == 0 or self.progress() >= 1.0:
+                if self.step % s.log_every == 0 or self.progress() >= 1.0 or self.step == until:
                     record = self._record(window)
                     window = []
                     bar.set_postfix(loss=f"{record['loss']:.4f}", eta=f"{self._eta_s():.0f}s")
@@ -223,4 +226,7 @@ class Trainer:
         self.history.append(record)
         with open(self.run_dir / LOG_FILE, "a") as handle:
             handle.write(json.dumps(record) + "\n")
+        if len(self.history) % PRINT_EVERY_RECORDS == 0:
+            losses = " ".join(f"{k}={v:.4f}" for k, v in record.items() if k.endswith("loss"))
+            self.log(f"step {self.step} {losses} lr={record['lr']:.2e} ({self.elapsed_s:.0f} s)")
         return record

@@ -357,6 +357,7 @@ class FastInference:
         seed: int | None = None,
         generator: torch.Generator | None = None,
         unnorm_key: str | None = None,
+        prompt_template: bool = True,
     ) -> ActionPrediction:
         """:meth:`InternVLAM1.predict_action`: same arguments, same result. ``timings`` holds seconds for
         setup (building a plan or a prompt's stages, first calls only), preprocess, vlm, dino, qformer,
@@ -372,7 +373,7 @@ class FastInference:
             generator = torch.Generator().manual_seed(seed)
         frames = as_image_batch(batch_images, instructions, convert=as_rgb_array)
         sizes = [[(frame.shape[1], frame.shape[0]) for frame in sample] for sample in frames]
-        texts = tuple(self.model.prompt_text(text) for text in instructions)
+        texts = tuple(self.model.prompt_text(text, prompt_template) for text in instructions)
         with self._lock:
             clock = StageClock(self.device)
             layout = tuple(tuple(sample) for sample in sizes)
@@ -459,7 +460,7 @@ class FastInference:
         return self.warmup_s
 
     def _decoder_for(self, positions: int) -> GreedyDecoder:
-        """The shared decoder, rebuilt larger (and every prefill stage with it) when ``positions`` exceed it."""
+        """The shared decoder; rebuilt larger (with every prefill stage) when ``positions`` exceed it."""
         if self._decoder is None or self._decoder.capacity < positions:
             capacity = max(DECODER_CAPACITY, CAPACITY_STEP * -(-positions // CAPACITY_STEP))
             self._decoder = None

@@ -6,7 +6,8 @@ difference moves the normalised actions by far more than the 1e-5 the float32 fa
 So the filter taps are computed the way Pillow's ``Resample.c`` computes them (double-precision
 weights, normalised, then rounded to 22-bit fixed point), and each pass is applied as a float64
 matrix product: every term is an integer below 2**53, so the sums are exact and the rounding to uint8
-matches Pillow's.
+matches Pillow's. (A dense product does more multiplications than Pillow's few taps per pixel, but
+runs as one BLAS call: on a GPU it takes microseconds, on the CPU a few times Pillow's time.)
 
 Which pass runs first matters too (each pass rounds to uint8). Pillow always ran the horizontal pass
 first until it learned to run the vertical one first when the height shrinks by more than twice what
@@ -94,12 +95,13 @@ class Resize:
                 return None
             return torch.from_numpy(fixed_point_taps(size_in, size_out, resample)).to(device)
 
+        rows, cols = taps(in_h, out_h), taps(in_w, out_w)
         shrink_h, shrink_w = in_h - out_h, in_w - out_w
         vertical_first = pillow_runs_vertical_first() and shrink_h > 0 and shrink_h > 2 * shrink_w
-        return cls(rows=taps(in_h, out_h), cols=taps(in_w, out_w), vertical_first=vertical_first)
+        return cls(rows=rows, cols=cols, vertical_first=vertical_first)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[..., H, W, C] float64 holding uint8 values -> the resized image, same layout and dtype."""
+        """[H, W, C] float64 holding uint8 values -> the resized image, same layout and dtype."""
         if self.vertical_first:
             return self._horizontal(self._vertical(pixels))
         return self._vertical(self._horizontal(pixels))
@@ -107,12 +109,12 @@ class Resize:
     def _horizontal(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.cols is None:
             return pixels
-        return _round_to_uint8(torch.einsum("ow,...hwc->...hoc", self.cols, pixels))
+        return _round_to_uint8(torch.einsum("ow,hwc->hoc", self.cols, pixels))
 
     def _vertical(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.rows is None:
             return pixels
-        return _round_to_uint8(torch.einsum("oh,...hwc->...owc", self.rows, pixels))
+        return _round_to_uint8(torch.einsum("oh,hwc->owc", self.rows, pixels))
 
 
 def _round_to_uint8(sums: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,7 @@ or an operation that refuses capture) the stage runs eagerly, and why is kept in
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,7 +43,7 @@ class Stage:
                 for _ in range(GRAPH_WARMUP_RUNS):
                     self.fn()
             torch.cuda.current_stream().wait_stream(side)
-            with torch.cuda.graph(graph):
+            with torch.cuda.graph(graph, capture_error_mode="thread_local"):
                 output = self.fn()
         except RuntimeError as err:
             torch.cuda.synchronize()
@@ -93,7 +94,7 @@ class StageClock:
     def seconds(self) -> dict[str, float]:
         """Seconds per stage; on a GPU call only after the work has been synchronised."""
         durations: dict[str, float] = {}
-        for (_, start), (stage, end) in zip(self.marks, self.marks[1:]):
+        for (_, start), (stage, end) in itertools.pairwise(self.marks):
             elapsed = start.elapsed_time(end) / 1000 if self.cuda else end - start
             durations[stage] = durations.get(stage, 0.0) + elapsed
         return durations

@@ -1,0 +1,98 @@
+"""Closed-loop evaluation through the policy core and the simulator (no DDS), and its command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from internvla_bringup.eval_cli import main
+from internvla_bringup.evaluation import EpisodeResult, EvalSettings, box_iou, grounding_iou, summarize
+from internvla_policy.data import DatasetStatistics
+from internvla_policy.model.tiny import ModelDims, tiny_norm_stats
+from internvla_policy.training.build import new_model, tokenizer_corpus
+from internvla_policy.training.run_files import save_weights, write_run_metadata
+from internvla_policy.vision.geometry import Box2D, GroundingResult
+
+SMALL = ModelDims(
+    qwen_hidden=32,
+    qwen_intermediate=64,
+    qwen_layers=2,
+    qwen_heads=2,
+    qwen_kv_heads=1,
+    vision_hidden=32,
+    vision_intermediate=64,
+    vision_depth=1,
+    vision_heads=2,
+    dino_width=32,
+    dino_heads=2,
+    dino_short_side=56,
+    num_query_tokens=4,
+    action_width=32,
+    action_depth=1,
+    action_heads=2,
+    image_size=56,
+    cot_prompt=None,
+)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained small model in the released layout (the training builder's, so it runs fast)."""
+    run = tmp_path_factory.mktemp("eval") / "small"
+    statistics = {"franka": DatasetStatistics.from_json(tiny_norm_stats()["franka"], "tiny statistics")}
+    model, tree = new_model(run, SMALL, {}, tokenizer_corpus(["pick up the blue block"], 224), seed=0)
+    write_run_metadata(run, tree, statistics)
+    save_weights(run, model, step=0)
+    return run
+
+
+def test_box_iou_by_hand() -> None:
+    a = Box2D(0, 0, 10, 10, "a")
+    assert box_iou(a, a) == 1.0
+    assert box_iou(a, Box2D(5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou(a, Box2D(10, 10, 20, 20)) == 0.0
+    answer = GroundingResult(100, 100, boxes=(Box2D(0, 0, 10, 10, "Red Block"), Box2D(50, 50, 60, 60, "cup")))
+    truth = {"red block": Box2D(0, 0, 10, 20, "red block"), "bowl": Box2D(40, 40, 80, 80, "bowl")}
+    assert grounding_iou(answer, truth) == pytest.approx((0.5 + 0.0) / 2)  # labels match case-free; no bowl
+
+
+def test_summary_separates_guidance_and_task_kinds() -> None:
+    settings = EvalSettings(checkpoint="x", episodes=2, seed=5)
+    results = [
+        EpisodeResult(5, "overlay", "pick up the red block", "pick", True, 40, "[]", 0.5),
+        EpisodeResult(5, "off", "pick up the red block", "pick", False, 200, None, None),
+        EpisodeResult(6, "overlay", "put the red block in the bowl", "place_in_bowl", True, 90, "[]", 0.25),
+        EpisodeResult(6, "off", "put the red block in the bowl", "place_in_bowl", True, 80, None, None),
+    ]
+    report = summarize(results, settings, 1.0)
+    assert (report["success_rate"], report["success_rate_no_guidance"]) == (1.0, 0.5)
+    assert report["per_task"]["pick"] == {"episodes": 1, "success_rate": 1.0, "success_rate_no_guidance": 0.0}
+    assert report["episode_lengths"]["guidance"] == [40, 90] and report["grounding_iou"] == 0.375
+    assert report["episode_lengths"]["mean_successful_no_guidance"] == 80.0 and report["seeds"] == [5, 6]
+
+
+def test_two_short_episodes_write_eval_json(tmp_path, tiny_run) -> None:
+    out = tmp_path / "eval_out"
+    args = ["--checkpoint", str(tiny_run), "--episodes", "1", "--max-steps", "3", "--out", str(out)]
+    assert main(args) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["episodes"] == 1 and report["guidance_mode"] == "overlay"
+    assert [(r["mode"], r["steps"]) for r in report["runs"]] == [("overlay", 3), ("off", 3)]
+    assert report["success_rate"] == 0.0 and report["success_rate_no_guidance"] == 0.0  # random weights
+    assert (
+        report["runs"][0]["task"] == "pick up the blue block" and report["runs"][1]["grounding_iou"] is None
+    )
+    assert 0.0 <= report["grounding_iou"] <= 1.0 and isinstance(report["runs"][0]["grounding_answer"], str)
+
+
+def test_guidance_off_only_and_bad_arguments(tmp_path, tiny_run, capsys) -> None:
+    out = tmp_path / "off_only"
+    args = ["--checkpoint", str(tiny_run), "--episodes", "1", "--max-steps", "2", "--guidance", "off"]
+    assert main([*args, "--out", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["success_rate"] is None and report["success_rate_no_guidance"] == 0.0
+    assert report["grounding_iou"] is None
+    assert main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out)]) == 2
+    assert "missing" in capsys.readouterr().err

@@ -1,0 +1,134 @@
+"""Runs in the released layout: bit-for-bit reload, resume, the command line on the shared dataset."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from internvla_policy.data import LeRobotDataset, compute_statistics
+from internvla_policy.model import InternVLAM1
+from internvla_policy.model.checkpoint import read_state_dict
+from internvla_policy.model.tiny import write_tiny_run
+from internvla_policy.training import DataSpec, ModelSource, TrainSettings, train_run
+from internvla_policy.training.build import new_model, tokenizer_corpus
+from internvla_policy.training.cli import main
+from internvla_policy.training.pipeline import GroundingTask
+from internvla_policy.training.run_files import LOG_FILE, save_weights, write_run_metadata
+from internvla_policy.training.samples import TrainingData, open_reader, read_grounding
+from internvla_policy.training.trainer import Trainer
+
+from .conftest import ACTION_KEYS, CAMERAS, TASKS, TEST_DIMS
+
+SETTINGS = TrainSettings(
+    steps=6,
+    batch_size=2,
+    repeated_diffusion_steps=2,
+    overlay_probability=0.5,
+    grounding_batch_size=1,
+    warmup_steps=2,
+    log_every=1,
+    save_every=2,
+)
+GROUNDING = GroundingTask("find {instruction}", lambda text: f"find {text}")
+
+
+def test_saved_weights_reload_bit_for_bit_through_the_released_loader(tmp_path, dataset) -> None:
+    reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
+    statistics = compute_statistics(reader)
+    run = tmp_path / "run"
+    model, tree = new_model(run, TEST_DIMS, {"franka": statistics.to_json()}, tokenizer_corpus(TASKS, 64), 0)
+    with torch.no_grad():
+        for parameter in model.parameters():  # make every weight distinct from its initial value
+            parameter.add_(0.01 * torch.randn_like(parameter))
+    write_run_metadata(run, tree, {"franka": statistics})
+    save_weights(run, model, step=5)
+    loaded = InternVLAM1.from_pretrained(run)
+    ours, theirs = model.state_dict(), loaded.state_dict()
+    assert ours.keys() == theirs.keys()
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    assert loaded.config.dino_short_side == 56 and loaded.config.dit_size.depth == 1
+    assert loaded.norm_stats["franka"]["action"]["q99"] == statistics.action.q99.tolist()
+    views = [[np.full((64, 64, 3), 120, np.uint8), np.full((32, 32, 3), 60, np.uint8)]]
+    first = model.eval().predict_action(views, [TASKS[0]], seed=3)
+    second = loaded.predict_action(views, [TASKS[0]], seed=3)
+    assert np.array_equal(first.normalized, second.normalized)
+
+
+def _trainer(run, state, dataset, model=None) -> Trainer:
+    if model is None:
+        model, tree = new_model(run, TEST_DIMS, {}, tokenizer_corpus(TASKS, 64), SETTINGS.seed)
+        reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
+        write_run_metadata(run, tree, {"franka": compute_statistics(reader)})
+    reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
+    data = TrainingData(reader, compute_statistics(reader), read_grounding(dataset), log=lambda _: None)
+    return Trainer(
+        model, data, SETTINGS, run, state_dir=state, grounding_prompt=GROUNDING.prompt, log=lambda _: None
+    )
+
+
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path, dataset) -> None:
+    straight = _trainer(tmp_path / "a", tmp_path / "a_state", dataset).run()
+    interrupted = _trainer(tmp_path / "b", tmp_path / "b_state", dataset)
+    assert interrupted.run(until=4).step == 4
+    again = _trainer(
+        tmp_path / "b", tmp_path / "b_state", dataset, InternVLAM1.from_pretrained(tmp_path / "b")
+    )
+    assert again.resume() and again.step == 4
+    resumed = again.run()
+    assert (straight.step, resumed.step) == (6, 6)
+    assert [r["step"] for r in resumed.history] == [1, 2, 3, 4, 5, 6]
+    logged = [json.loads(line)["step"] for line in (tmp_path / "b" / LOG_FILE).read_text().splitlines()]
+    assert logged == [1, 2, 3, 4, 5, 6]
+    a, b = read_state_dict(straight.checkpoint), read_state_dict(resumed.checkpoint)
+    assert all(torch.equal(a[key], b[key]) for key in a)
+    assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+
+
+def test_train_run_writes_a_loadable_run_with_its_settings(tmp_path, dataset) -> None:
+    spec = DataSpec(dataset, CAMERAS, ACTION_KEYS, "sim")
+    result = train_run(
+        spec,
+        tmp_path / "run",
+        SETTINGS,
+        ModelSource(dims=TEST_DIMS, texts=TASKS),
+        grounding=GROUNDING,
+        log=print,
+    )
+    assert result.step == 6 and {"action_loss", "grounding_loss", "lr"} <= set(result.history[-1])
+    model = InternVLAM1.from_pretrained(tmp_path / "run")
+    trainer = model.config.raw["trainer"]
+    assert trainer["settings"]["steps"] == 6 and trainer["grounding_template"] == "find {instruction}"
+    assert trainer["data"]["camera_keys"] == list(CAMERAS) and model.unnorm_keys == ["sim"]
+    assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
+        "steps_2_pytorch_model.pt",
+        "steps_4_pytorch_model.pt",
+        "steps_6_pytorch_model.pt",
+    ]
+
+
+def test_fine_tuning_on_the_shared_dataset(tmp_path, shared_dataset, capsys) -> None:
+    """A few steps from a (tiny, random) pretrained run on the released Franka action space."""
+    source = write_tiny_run(tmp_path / "tiny")
+    action_keys = ["action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_close"]
+    args = ["--dataset", str(shared_dataset), "--out", str(tmp_path / "ft"), "--init-from", str(source)]
+    args += ["--camera-keys", "video.ego_view", "--action-keys", *action_keys, "--episodes", "1"]
+    args += ["--steps", "2", "--batch-size", "2", "--repeated-diffusion-steps", "1", "--log-every", "1"]
+    assert main(args) == 0
+    assert "done: 2 steps" in capsys.readouterr().out
+    model = InternVLAM1.from_pretrained(tmp_path / "ft")
+    expected = compute_statistics(LeRobotDataset(shared_dataset, action_keys=action_keys, episodes=[1]))
+    assert model.norm_stats["franka"]["action"]["q01"] == expected.action.q01.tolist()
+    assert model.norm_stats["franka"]["action"]["mask"] == [True] * 6 + [False]
+    assert (tmp_path / "ft" / "base_vlm" / "tokenizer.json").is_file()  # copied from the source run
+    assert len((tmp_path / "ft" / LOG_FILE).read_text().splitlines()) == 2
+
+
+def test_command_line_errors_name_the_problem(tmp_path, dataset, capsys) -> None:
+    args = ["--dataset", str(dataset), "--out", str(tmp_path / "x"), "--camera-keys", "video.nope"]
+    assert main([*args, "--action-keys", *ACTION_KEYS, "--steps", "1"]) == 2
+    assert "video.nope" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="batch_size must be positive"):
+        TrainSettings(batch_size=0)
