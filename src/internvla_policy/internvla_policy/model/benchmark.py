@@ -64,6 +64,8 @@ class BenchSettings:
     seed: int = 0
     compile_dit: bool = False
     fast_dtype: str | None = None
+    threads: int = 0
+    """CPU threads for torch; 0: every core this process may use but one (as the policy node does)."""
     run: Path | None = None
 
 
@@ -178,6 +180,7 @@ def build_model(settings: BenchSettings) -> InternVLAM1:
 def run_benchmark(settings: BenchSettings) -> dict[str, Any]:
     """Everything ``internvla-m1 bench`` reports, as one JSON-ready dict."""
     load = measure_load(settings.run, settings.device) if settings.run is not None else None
+    torch.set_num_threads(settings.threads or max(1, len(os.sched_getaffinity(0)) - 1))
     model = build_model(settings)
     device = model.device
     frame = np.random.default_rng(settings.seed).integers(0, 256, FRAME_SHAPE, dtype=np.uint8)
@@ -279,7 +282,16 @@ def dtype_name(dtype: torch.dtype) -> str:
 def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+    return f"cpu ({cpu_model()}, {torch.get_num_threads()} torch threads)"
+
+
+def cpu_model() -> str:
+    """The processor's model name from /proc/cpuinfo where there is one (Linux), else the architecture."""
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as info:
+        for line in info:
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.machine()
 
 
 def versions() -> dict[str, str | None]:

@@ -111,6 +111,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--compile-dit", action="store_true", help="fast path: torch.compile the DiT before graph capture"
     )
+    bench.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (default 0: all cores this process may use but one)",
+    )
     bench.set_defaults(handler=_bench)
 
     tiny = commands.add_parser("tiny", help="write a tiny random model in the released run layout")
@@ -214,7 +220,7 @@ def _answer(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if min(args.repeats, args.answer_repeats) < 1 or min(args.warmup, args.answer_tokens) < 0:
+    if min(args.repeats, args.answer_repeats) < 1 or min(args.warmup, args.answer_tokens, args.threads) < 0:
         raise ValueError("--repeats and --answer-repeats must be >= 1, --warmup and --answer-tokens >= 0")
     resolve_device(args.device)
     settings = BenchSettings(
@@ -227,6 +233,7 @@ def _bench(args: argparse.Namespace) -> int:
         seed=args.seed,
         compile_dit=args.compile_dit,
         fast_dtype=str(resolve_dtype(args.fast_dtype)).removeprefix("torch.") if args.fast_dtype else None,
+        threads=args.threads,
         run=args.run,
     )
     result = run_benchmark(settings)

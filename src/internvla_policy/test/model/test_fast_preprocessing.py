@@ -3,6 +3,8 @@ the DINO path and transformers' encoder: equal to the last bit where the arithme
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -26,18 +28,19 @@ def test_resize_is_bit_exact_with_pillow() -> None:
         for resample in (Image.Resampling.BICUBIC, Image.Resampling.BILINEAR):
             expected = np.asarray(Image.fromarray(image).resize((int(out_w), int(out_h)), resample))
             resize = Resize.build((int(width), int(height)), (int(out_w), int(out_h)), resample, CPU)
-            got = resize(torch.from_numpy(image).double())
-            assert got.dtype == torch.float64
-            np.testing.assert_array_equal(got.numpy().astype(np.uint8), expected, err_msg=f"shape {index}")
+            pixels = torch.from_numpy(image)
+            for got in (resize.with_taps(pixels), resize(pixels)):  # the GPU formulation, then the CPU one
+                assert got.dtype == torch.uint8
+                np.testing.assert_array_equal(got.numpy(), expected, err_msg=f"shape {index}")
 
 
 def test_pass_order_probe_is_decisive() -> None:
     """The probe case is one where the two pass orders differ, so the detected order is certain."""
     resize = Resize.build((24, 96), (20, 30), Image.Resampling.BICUBIC, CPU)
-    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (96, 24, 3), dtype=np.uint8)).double()
-    swapped = Resize(resize.rows, resize.cols, vertical_first=not resize.vertical_first)
+    image = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (96, 24, 3), dtype=np.uint8))
+    swapped = dataclasses.replace(resize, vertical_first=not resize.vertical_first)
     assert resize.vertical_first == pillow_runs_vertical_first()
-    assert not torch.equal(resize(image), swapped(image))
+    assert not torch.equal(resize.with_taps(image), swapped.with_taps(image))
 
 
 @pytest.mark.parametrize(

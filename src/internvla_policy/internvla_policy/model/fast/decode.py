@@ -54,7 +54,7 @@ class GreedyDecoder:
         self.lm_head = model.lm_head
         self.capacity = capacity
         self.cache = StaticKVCache(text_config, capacity, device, dtype)
-        self.mask_kinds = sorted(set(text_config.layer_types))
+        self.mask_kinds = set(text_config.layer_types)
         self.key_positions = torch.arange(capacity, device=device)
         self.token = torch.zeros(1, 1, dtype=torch.long, device=device)
         self.position = torch.zeros(1, dtype=torch.long, device=device)

@@ -47,7 +47,7 @@ from .vision import StaticVisionTower
 
 MAX_PLANS = 4  # frame-size layouts kept (each holds its stages and, on a GPU, their graphs)
 MAX_PROMPTS = 8  # instructions kept per layout
-DECODER_CAPACITY = 1024  # cache positions for answers: prompt (image tokens included) plus new tokens
+DECODER_CAPACITY = 1024  # cache positions for answers on a GPU, where one decoding graph serves all prompts
 CAPACITY_STEP = 256
 WARMUP_INSTRUCTION = "pick up the object."
 
@@ -180,12 +180,15 @@ class ActionPlan:
         model = self.owner.model
         inputs = PromptInputs.build(model, self.pipeline.fitted_sizes, texts)
         text_model = model.qwen_vl_interface.model.model.language_model
+        # The mask per layer kind, ready-made: transformers then builds none per call. None (no padding)
+        # lets SDPA apply causality itself, as it does on the reference path.
+        masks = dict.fromkeys(text_model.config.layer_types, inputs.attention_bias)
 
         def vlm() -> tuple[torch.Tensor, ...]:
             return text_model(
                 inputs_embeds=inputs.with_image_features(self.tower(self.preprocess.output[0])),
                 position_ids=inputs.position_ids,
-                attention_mask=inputs.attention_bias,
+                attention_mask=masks,
                 use_cache=False,
                 output_hidden_states=True,
             ).hidden_states
@@ -462,7 +465,9 @@ class FastInference:
     def _decoder_for(self, positions: int) -> GreedyDecoder:
         """The shared decoder; rebuilt larger (with every prefill stage) when ``positions`` exceed it."""
         if self._decoder is None or self._decoder.capacity < positions:
-            capacity = max(DECODER_CAPACITY, CAPACITY_STEP * -(-positions // CAPACITY_STEP))
+            # Without graphs nothing is shared, and attention over unused positions is only cost.
+            minimum = DECODER_CAPACITY if self.cuda_graphs else 0
+            capacity = max(minimum, CAPACITY_STEP * -(-positions // CAPACITY_STEP))
             self._decoder = None
             for plan in self._answer_plans.values():
                 plan.prefills.clear()

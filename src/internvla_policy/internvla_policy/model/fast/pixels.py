@@ -87,9 +87,9 @@ class ViewPipeline:
         return (1, height // self.patch, width // self.patch)
 
     def qwen_patches(self, base: torch.Tensor) -> torch.Tensor:
-        """[H, W, 3] float64 uint8 values at ``image_size`` -> [h*w patches, 3*t*14*14] float32."""
+        """[H, W, 3] uint8 at ``image_size`` -> [h*w patches, 3*t*14*14] float32."""
         pixels = self.to_fitted(base)
-        scaled = (pixels * self.rescale).to(torch.float32)
+        scaled = (pixels.to(torch.float64) * self.rescale).to(torch.float32)
         normalised = ((scaled - self.mean) / self.std).permute(2, 0, 1)
         channels, height, width = normalised.shape
         grid_h, grid_w = height // self.patch, width // self.patch
@@ -106,7 +106,7 @@ class ViewPipeline:
         return patches.reshape(grid_h * grid_w, channels * self.temporal * self.patch * self.patch)
 
     def dino_pixels(self, base: torch.Tensor) -> torch.Tensor:
-        """[H, W, 3] float64 uint8 values at ``image_size`` -> [3, h, w] float32 DINO input."""
+        """[H, W, 3] uint8 at ``image_size`` -> [3, h, w] float32 DINO input."""
         if self.dino is None:
             raise RuntimeError("this view pipeline was built without the DINO branch")
         resize, crop = self.dino
@@ -162,9 +162,7 @@ class FramePipeline:
 
         pixel_values is [sum of patches, 1176] and the DINO input [B*V, 3, h, w], both in ``dtype``.
         """
-        bases = [
-            view.to_base(frame.to(torch.float64)) for view, frame in zip(self.views, frames, strict=True)
-        ]
+        bases = [view.to_base(frame) for view, frame in zip(self.views, frames, strict=True)]
         patches = torch.cat([view.qwen_patches(base) for view, base in zip(self.views, bases, strict=True)])
         dino = None
         if self.with_dino:

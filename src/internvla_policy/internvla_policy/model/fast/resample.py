@@ -7,7 +7,7 @@ So the filter taps are computed the way Pillow's ``Resample.c`` computes them (d
 weights, normalised, then rounded to 22-bit fixed point), and each pass is applied as a float64
 matrix product: every term is an integer below 2**53, so the sums are exact and the rounding to uint8
 matches Pillow's. (A dense product does more multiplications than Pillow's few taps per pixel, but
-runs as one BLAS call: on a GPU it takes microseconds, on the CPU a few times Pillow's time.)
+runs as one call that takes microseconds on a GPU. On the CPU the resize is left to Pillow itself.)
 
 Which pass runs first matters too (each pass rounds to uint8). Pillow always ran the horizontal pass
 first until it learned to run the vertical one first when the height shrinks by more than twice what
@@ -71,9 +71,14 @@ def fixed_point_taps(in_size: int, out_size: int, resample: Image.Resampling) ->
 
 @dataclass(frozen=True)
 class Resize:
-    """One ``PIL.Image.resize`` of a fixed (width, height) to another: a horizontal and a vertical pass in
-    the order the installed Pillow uses, each skipped when that side keeps its size (as Pillow does)."""
+    """One ``PIL.Image.resize`` of a fixed (width, height) to another, on uint8 [H, W, 3] tensors.
 
+    On a GPU: a horizontal and a vertical pass in the order the installed Pillow uses, each skipped when
+    that side keeps its size (as Pillow does). On the CPU, where the frames already are, Pillow itself.
+    """
+
+    target: tuple[int, int]
+    resample: Image.Resampling
     rows: torch.Tensor | None
     """[out_h, in_h] taps of the vertical pass, or None."""
     cols: torch.Tensor | None
@@ -95,16 +100,29 @@ class Resize:
                 return None
             return torch.from_numpy(fixed_point_taps(size_in, size_out, resample)).to(device)
 
-        rows, cols = taps(in_h, out_h), taps(in_w, out_w)
         shrink_h, shrink_w = in_h - out_h, in_w - out_w
         vertical_first = pillow_runs_vertical_first() and shrink_h > 0 and shrink_h > 2 * shrink_w
-        return cls(rows=rows, cols=cols, vertical_first=vertical_first)
+        return cls(target, resample, taps(in_h, out_h), taps(in_w, out_w), vertical_first)
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        """[H, W, C] float64 holding uint8 values -> the resized image, same layout and dtype."""
-        if self.vertical_first:
-            return self._horizontal(self._vertical(pixels))
-        return self._vertical(self._horizontal(pixels))
+        """[H, W, 3] uint8 -> the resized [h, w, 3] uint8 image."""
+        if self.rows is None and self.cols is None:
+            return pixels
+        if pixels.device.type == "cpu":
+            return torch.from_numpy(
+                np.array(Image.fromarray(pixels.numpy()).resize(self.target, self.resample))
+            )
+        return self.with_taps(pixels)
+
+    def with_taps(self, pixels: torch.Tensor) -> torch.Tensor:
+        """The GPU formulation on any device (the tests run it on the CPU against Pillow)."""
+        values = pixels.to(torch.float64)
+        passes = (
+            (self._vertical, self._horizontal) if self.vertical_first else (self._horizontal, self._vertical)
+        )
+        for one_pass in passes:
+            values = one_pass(values)
+        return values.to(torch.uint8)
 
     def _horizontal(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.cols is None:
@@ -134,7 +152,9 @@ def pillow_runs_vertical_first() -> bool:
     """
     image = np.random.default_rng(0).integers(0, 256, (*PROBE_SOURCE[::-1], 3), dtype=np.uint8)
     expected = np.asarray(Image.fromarray(image).resize(PROBE_TARGET, Image.Resampling.BICUBIC))
-    rows = torch.from_numpy(fixed_point_taps(PROBE_SOURCE[1], PROBE_TARGET[1], Image.Resampling.BICUBIC))
-    cols = torch.from_numpy(fixed_point_taps(PROBE_SOURCE[0], PROBE_TARGET[0], Image.Resampling.BICUBIC))
-    probe = Resize(rows=rows, cols=cols, vertical_first=True)
-    return bool((probe(torch.from_numpy(image).double()).numpy() == expected).all())
+    taps = [
+        torch.from_numpy(fixed_point_taps(PROBE_SOURCE[axis], PROBE_TARGET[axis], Image.Resampling.BICUBIC))
+        for axis in (1, 0)
+    ]
+    probe = Resize(PROBE_TARGET, Image.Resampling.BICUBIC, *taps, vertical_first=True)
+    return bool((probe.with_taps(torch.from_numpy(image)).numpy() == expected).all())

@@ -47,11 +47,11 @@ class Segments:
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scale: float
     ) -> torch.Tensor:
         """[N, heads, dim] each -> [N, heads, dim]."""
-        if self.single:
+        if self.single:  # batched 4-D, as SDPA's fused kernels want
             out = functional.scaled_dot_product_attention(
-                *(states.transpose(0, 1) for states in (query, key, value)), scale=scale
+                *(states.transpose(0, 1)[None] for states in (query, key, value)), scale=scale
             )
-            return out.transpose(0, 1)
+            return out[0].transpose(0, 1)
         batched = [self._rows(states) for states in (query, key, value)]
         out = functional.scaled_dot_product_attention(*batched, attn_mask=self.key_mask, scale=scale)
         return out.transpose(1, 2).reshape(-1, *query.shape[1:])[self.valid_rows]
