@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 IN_ENV := source scripts/env.sh &&
 
-.PHONY: help setup test lint demo eval bench clean
+.PHONY: help setup test lint demo eval bench train-default clean
 
 help:
 	@echo "make setup  - create .venv, install pinned dependencies, build the workspace (idempotent)"
@@ -11,6 +11,7 @@ help:
 	@echo "make demo   - simulated Franka + built-in model, one episode, results in demo_out/"
 	@echo "make eval   - seeded simulated episodes, results in eval_out/eval.json"
 	@echo "make bench  - CPU benchmark of the tiny model, results in bench_out/"
+	@echo "make train-default - record expert data and train the built-in model (CPU, <= 60 min)"
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +30,9 @@ eval: setup
 
 bench: setup
 	@$(IN_ENV) internvla-m1 bench $(BENCH_ARGS)
+
+train-default: setup
+	@$(IN_ENV) python -m internvla_bringup.default_model $(TRAIN_ARGS)
 
 clean:
 	rm -rf build install log demo_out eval_out bench_out

@@ -111,6 +111,12 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if summary["commands_published"] > 0 else 1
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from internvla_bringup.eval_cli import main as eval_main
+
+    return eval_main(args.passthrough)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="internvla", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -163,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoint", default="builtin")
     demo.add_argument("--timeout", type=float, default=600.0, help="wall-clock limit in seconds")
     demo.set_defaults(func=_demo)
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="seeded simulated episodes with and without spatial guidance (internvla eval --help)",
+        add_help=False,
+    )
+    evaluate.set_defaults(func=_eval)
     return parser
 
 
@@ -172,7 +185,11 @@ def _exit_on_sigterm(signum: int, _frame: object) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, passthrough = parser.parse_known_args(argv)
+    if args.command != "eval" and passthrough:
+        parser.error(f"unrecognized arguments: {' '.join(passthrough)}")
+    args.passthrough = passthrough  # the evaluation command has its own parser
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         return args.func(args)
