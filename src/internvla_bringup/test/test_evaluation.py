@@ -3,49 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from internvla_bringup.eval_cli import main
 from internvla_bringup.evaluation import EpisodeResult, EvalSettings, box_iou, grounding_iou, summarize
-from internvla_policy.data import DatasetStatistics
-from internvla_policy.model.tiny import ModelDims, tiny_norm_stats
-from internvla_policy.training.build import new_model, tokenizer_corpus
-from internvla_policy.training.run_files import save_weights, write_run_metadata
 from internvla_policy.vision.geometry import Box2D, GroundingResult
-
-SMALL = ModelDims(
-    qwen_hidden=32,
-    qwen_intermediate=64,
-    qwen_layers=2,
-    qwen_heads=2,
-    qwen_kv_heads=1,
-    vision_hidden=32,
-    vision_intermediate=64,
-    vision_depth=1,
-    vision_heads=2,
-    dino_width=32,
-    dino_heads=2,
-    dino_short_side=56,
-    num_query_tokens=4,
-    action_width=32,
-    action_depth=1,
-    action_heads=2,
-    image_size=56,
-    cot_prompt=None,
-)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An untrained small model in the released layout (the training builder's, so it runs fast)."""
-    run = tmp_path_factory.mktemp("eval") / "small"
-    statistics = {"franka": DatasetStatistics.from_json(tiny_norm_stats()["franka"], "tiny statistics")}
-    model, tree = new_model(run, SMALL, {}, tokenizer_corpus(["pick up the blue block"], 224), seed=0)
-    write_run_metadata(run, tree, statistics)
-    save_weights(run, model, step=0)
-    return run
 
 
 def test_box_iou_by_hand() -> None:
@@ -73,9 +36,9 @@ def test_summary_separates_guidance_and_task_kinds() -> None:
     assert report["episode_lengths"]["mean_successful_no_guidance"] == 80.0 and report["seeds"] == [5, 6]
 
 
-def test_two_short_episodes_write_eval_json(tmp_path, tiny_run) -> None:
+def test_two_short_episodes_write_eval_json(tmp_path, small_run) -> None:
     out = tmp_path / "eval_out"
-    args = ["--checkpoint", str(tiny_run), "--episodes", "1", "--max-steps", "3", "--out", str(out)]
+    args = ["--checkpoint", str(small_run), "--episodes", "1", "--max-steps", "3", "--out", str(out)]
     assert main(args) == 0
     report = json.loads((out / "eval.json").read_text())
     assert report["episodes"] == 1 and report["guidance_mode"] == "overlay"
@@ -87,9 +50,9 @@ def test_two_short_episodes_write_eval_json(tmp_path, tiny_run) -> None:
     assert 0.0 <= report["grounding_iou"] <= 1.0 and isinstance(report["runs"][0]["grounding_answer"], str)
 
 
-def test_guidance_off_only_and_bad_arguments(tmp_path, tiny_run, capsys) -> None:
+def test_guidance_off_only_and_bad_arguments(tmp_path, small_run, capsys) -> None:
     out = tmp_path / "off_only"
-    args = ["--checkpoint", str(tiny_run), "--episodes", "1", "--max-steps", "2", "--guidance", "off"]
+    args = ["--checkpoint", str(small_run), "--episodes", "1", "--max-steps", "2", "--guidance", "off"]
     assert main([*args, "--out", str(out)]) == 0
     report = json.loads((out / "eval.json").read_text())
     assert report["success_rate"] is None and report["success_rate_no_guidance"] == 0.0

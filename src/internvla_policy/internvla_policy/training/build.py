@@ -87,18 +87,38 @@ def new_model(
 def initialize_new_parameters(model: InternVLAM1, generator: torch.Generator) -> None:
     """Give the tables the inference modules create as zeros their training initialisation.
 
-    DINO's class token and position table, the Q-Former queries and the DiT position table: normal
-    with std 0.02; the DiT's "no condition" tokens: normal scaled by 1/sqrt(width); the DiT's last
-    layer: zero, so the first noise prediction is zero (DiT's convention). Qwen initialises itself.
+    DINO's position table: the 2-D sine-cosine table of MAE, so that patch tokens say where they are
+    from the first step (a model trained from scratch on little compute cannot wait for a random table
+    to become one, and locating the target is most of this task). DINO's class token, the Q-Former
+    queries and the DiT position table: normal with std 0.02; the DiT's "no condition" tokens: normal
+    scaled by 1/sqrt(width); the DiT's last layer: zero, so the first noise prediction is zero (DiT's
+    convention). Qwen initialises itself.
     """
     net = model.action_model.net
     body = model.dino_encoder.body
-    for table in (body.cls_token, body.pos_embed, model.layer_qformer.query_tokens, net.positional_embedding):
+    for table in (body.cls_token, model.layer_qformer.query_tokens, net.positional_embedding):
         table.copy_(torch.randn(table.shape, generator=generator) * POSITION_STD)
+    grid = math.isqrt(body.pos_embed.shape[1] - 1)
+    body.pos_embed[0, 0].zero_()
+    body.pos_embed[0, 1:].copy_(sincos_2d(grid, body.pos_embed.shape[-1]))
     uncondition = net.z_embedder.uncondition
     uncondition.copy_(torch.randn(uncondition.shape, generator=generator) / math.sqrt(uncondition.shape[-1]))
     nn.init.zeros_(net.final_layer.linear.weight)
     nn.init.zeros_(net.final_layer.linear.bias)
+
+
+def sincos_2d(grid: int, width: int) -> torch.Tensor:
+    """[grid * grid, width] 2-D sine-cosine position table (row-major): half the channels encode the row,
+    half the column, each as sines and cosines of geometrically spaced frequencies."""
+    quarter = width // 4
+    frequencies = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    rows, columns = torch.meshgrid(torch.arange(grid), torch.arange(grid), indexing="ij")
+    parts = []
+    for coordinate in (rows, columns):
+        angles = coordinate.reshape(-1, 1).double() * frequencies
+        parts += [angles.sin(), angles.cos()]
+    table = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(table, (0, width - table.shape[1])).float()
 
 
 def pretrained_model(

@@ -183,6 +183,10 @@ def test_warmup_and_drop_in_use_by_the_policy(tiny_model: InternVLAM1, rgb: np.n
     fast = FastInference(tiny_model)
     seconds = fast.warmup([(320, 240)], ddim_steps=2, answer_tokens=2)
     assert seconds > 0 and fast.warmup_s == seconds
+    assert list(fast._plans) == [(((320, 240),),)] and list(fast._answer_plans) == [(320, 240)]
+    answers_only = FastInference(tiny_model)
+    answers_only.warmup([(320, 240)], actions=False, answer_tokens=2)
+    assert not answers_only._plans and list(answers_only._answer_plans) == [(320, 240)]
     assert set(fast.stage_modes().values()) == {"eager"}
     kwargs = {"cfg_scale": 1.5, "ddim_steps": 2, "seed": 3, "unnorm_key": None}
     with_fast = ModelChunkPolicy(fast, **kwargs).predict([rgb], INSTRUCTION)

@@ -441,6 +441,7 @@ class FastInference:
         self,
         views: Sequence[Size] = ((640, 480),),
         *,
+        actions: bool = True,
         cfg_scale: float = 1.5,
         ddim_steps: int = 10,
         answer_tokens: int = 0,
@@ -448,15 +449,17 @@ class FastInference:
         """Build and capture what calls with camera frames of ``views`` sizes (w, h) need, so that the
         first real command is not the slow one; return the seconds it took (also kept in ``warmup_s``).
 
-        The instruction's own stages (VLM, Q-Former) are built for a stand-in instruction: a new
-        instruction later builds its own, which costs its first call about one extra call. With
-        ``answer_tokens`` > 0 the answer path is warmed too, for frames of the first view's size.
+        ``actions`` warms the action path (one sample with these views, ``cfg_scale``, ``ddim_steps``):
+        its instruction-specific stages (VLM, Q-Former) are built for a stand-in instruction, so a new
+        instruction's first call still costs about one extra call. ``answer_tokens`` > 0 warms the
+        answer path for frames of the first view's size (the grounding node: ``actions=False``).
         """
         started = time.perf_counter()
         blanks = [np.zeros((height, width, 3), dtype=np.uint8) for width, height in views]
-        self.predict_action(
-            [blanks], [WARMUP_INSTRUCTION], cfg_scale=cfg_scale, ddim_steps=ddim_steps, seed=0
-        )
+        if actions:
+            self.predict_action(
+                [blanks], [WARMUP_INSTRUCTION], cfg_scale=cfg_scale, ddim_steps=ddim_steps, seed=0
+            )
         if answer_tokens > 0:
             self.generate(blanks[0], WARMUP_INSTRUCTION, max_new_tokens=answer_tokens)
         self.warmup_s = time.perf_counter() - started

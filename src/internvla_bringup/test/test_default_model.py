@@ -1,0 +1,74 @@
+"""The default-model command's pieces: the task family, tokenizer texts, publishing and the model card."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from internvla_bringup.default_model import (
+    SUMMARY_FILE,
+    main,
+    publish,
+    task_family,
+    tokenizer_texts,
+    training_summary,
+)
+from internvla_bringup.evaluation import EpisodeResult, EvalSettings, summarize
+from internvla_bringup.sim.record import record_expert_dataset
+from internvla_policy.model import InternVLAM1
+from internvla_policy.model.checkpoint import locate_run
+from internvla_policy.training.run_files import LOG_FILE
+
+
+def test_task_family_and_tokenizer_texts(tmp_path) -> None:
+    family = task_family()
+    assert len(family) == 8 and family[:2] == ["pick up the red block", "put the red block in the bowl"]
+    data = record_expert_dataset(
+        tmp_path / "data", 1, seed=1, image_size=64, label_stride=5, log=lambda _: None
+    )
+    texts = tokenizer_texts(data)
+    assert texts[:8] == family and "Your task is: pick up the red block." in texts[8]
+    (answer,) = json.loads(texts[-1])  # seed 1 is "pick up the blue block": one target
+    assert answer["label"] == "blue block" and len(answer["bbox_2d"]) == 4
+    summary = training_summary(data, steps=7, train_s=60.0, total_s=90.0)
+    assert summary["episodes"] == 1 and summary["expert_success_rate"] == 1.0 and summary["steps"] == 7
+
+
+def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    history = [
+        {"step": 10, "loss": 2.0, "action_loss": 0.5, "grounding_loss": 3.0, "lr": 1e-3, "elapsed_s": 5.0},
+        {"step": 20, "loss": 1.0, "action_loss": 0.25, "grounding_loss": 1.5, "lr": 1e-4, "elapsed_s": 10.0},
+    ]
+    (run / LOG_FILE).write_text("".join(json.dumps(record) + "\n" for record in history))
+    summary = {"steps": 20, "train_s": 600.0, "total_s": 900.0, "episodes": 3, "frames": 250, "fps": 10}
+    (run / SUMMARY_FILE).write_text(json.dumps({**summary, "expert_success_rate": 1.0, "image_size": 224}))
+    (run / "MODEL_CARD.md").write_text("placeholder")
+    out = tmp_path / "published"
+    publish(run, locate_run(run).checkpoint, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        [
+            "MODEL_CARD.md",
+            SUMMARY_FILE,
+            LOG_FILE,
+            "base_vlm",
+            "checkpoints",
+            "config.yaml",
+            "dataset_statistics.json",
+        ]
+    )
+    InternVLAM1.from_pretrained(out)  # the published folder loads on its own
+    results = [
+        EpisodeResult(1, "overlay", "pick up the red block", "pick", True, 50, "[]", 0.5),
+        EpisodeResult(1, "off", "pick up the red block", "pick", False, 200, None, None),
+    ]
+    evaluation = tmp_path / "eval.json"
+    evaluation.write_text(
+        json.dumps(summarize(results, EvalSettings(checkpoint="x", episodes=1, seed=1), 3.0))
+    )
+    assert main(["--out", str(out), "--card-from", str(evaluation)]) == 0
+    card = (out / "MODEL_CARD.md").read_text()
+    assert "success 100% with `overlay` guidance" in card and "0% with guidance `off`" in card
+    assert "| action diffusion loss | 0.5000 | 0.2500 |" in card and "20 steps of batch 16" in card
+    assert "| pick | 1 | 100% | 0% |" in card and "grounding box IoU\n0.50" in card
