@@ -169,7 +169,7 @@ def test_no_stage_reads_device_data_on_the_host(tiny_model: InternVLAM1, rgb: np
     plan = next(iter(fast._plans.values()))
     answers = next(iter(fast._answer_plans.values()))
     stages = [plan.preprocess, plan.dino, *next(iter(plan.prompts.values())), *plan.samplers.values()]
-    stages += [answers.preprocess, *answers.prefills.values(), fast._decoder.decode]
+    stages += [answers.preprocess, *answers.prefills.values(), fast._decode_stage]
     assert sorted({stage.name for stage in stages}) == sorted(fast.stage_modes())
     with torch.inference_mode():
         for stage in stages:

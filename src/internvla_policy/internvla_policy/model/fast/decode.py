@@ -14,8 +14,6 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .stages import Stage
-
 DECODE_CHUNK = 8  # decoding steps per graph replay; the host checks for end-of-sequence between replays
 
 
@@ -39,15 +37,22 @@ class StaticKVCache:
     def update(
         self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        self.keys[layer_idx].index_copy_(2, self.positions, key)
-        self.values[layer_idx].index_copy_(2, self.positions, value)
+        # Under mixed precision the rotated keys arrive in float32; attention reads them in the cache's
+        # dtype anyway (autocast casts SDPA's inputs), so storing them so changes nothing.
+        self.keys[layer_idx].index_copy_(2, self.positions, key.to(self.keys[layer_idx].dtype))
+        self.values[layer_idx].index_copy_(2, self.positions, value.to(self.values[layer_idx].dtype))
         return self.keys[layer_idx], self.values[layer_idx]
 
 
 class GreedyDecoder:
-    """The decoding state of one sequence and the steps that advance it, for ``Qwen2_5_VL...Generation``."""
+    """The decoding state of one sequence and the steps that advance it, for ``Qwen2_5_VL...Generation``.
 
-    def __init__(self, model: nn.Module, capacity: int, *, cuda_graphs: bool) -> None:
+    ``embed_dtype`` is the dtype token embeddings enter the decoder layers in (float32 under mixed
+    precision). The caller wraps :meth:`decode_chunk` in a stage; capture it before the first prefill,
+    since capturing runs the steps a few times.
+    """
+
+    def __init__(self, model: nn.Module, capacity: int, embed_dtype: torch.dtype) -> None:
         device, dtype = model.lm_head.weight.device, model.lm_head.weight.dtype
         text_config = model.config.get_text_config()
         self.text = model.model.language_model
@@ -64,9 +69,7 @@ class GreedyDecoder:
         self.seen = torch.zeros(model.lm_head.weight.shape[0], dtype=torch.bool, device=device)
         self.generated = torch.zeros(capacity, dtype=torch.long, device=device)
         self.count = torch.zeros(1, dtype=torch.long, device=device)
-        self.decode = Stage("decode", self._decode_chunk, graphs=cuda_graphs)
-        if cuda_graphs:
-            self.decode.prepare()  # now, while the state is blank: capture runs the steps a few times
+        self.embed_dtype = embed_dtype
 
     def prefill(
         self,
@@ -93,7 +96,8 @@ class GreedyDecoder:
         self.position.fill_(embeds.shape[1])
         self.rope_delta.copy_(rope_delta)
 
-    def _decode_chunk(self) -> None:
+    def decode_chunk(self) -> None:
+        """``DECODE_CHUNK`` greedy steps from the current state."""
         for _ in range(DECODE_CHUNK):
             self._decode_step()
 
@@ -102,7 +106,7 @@ class GreedyDecoder:
         mask = (self.key_positions <= self.position).view(1, 1, 1, -1)
         positions = (self.position + self.rope_delta).view(1, 1, 1).expand(3, 1, 1)
         hidden = self.text(
-            inputs_embeds=self.text.embed_tokens(self.token),
+            inputs_embeds=self.text.embed_tokens(self.token).to(self.embed_dtype),
             position_ids=positions,
             attention_mask=dict.fromkeys(self.mask_kinds, mask),
             past_key_values=self.cache,

@@ -42,6 +42,7 @@ from ..preprocessing import ImageLike, as_image_batch, as_rgb_array
 from ..qwen import padded_causal_bias
 from .decode import DECODE_CHUNK, GreedyDecoder
 from .pixels import FramePipeline, Size
+from .precision import float32_outside_matrix_products
 from .stages import Stage, StageClock
 from .vision import StaticVisionTower
 
@@ -81,7 +82,10 @@ class PromptInputs:
     """The reference path's additive causal + padding bias for a left-padded batch, else None."""
 
     @classmethod
-    def build(cls, model: InternVLAM1, fitted: list[list[Size]], texts: Sequence[str]) -> PromptInputs:
+    def build(
+        cls, model: InternVLAM1, fitted: list[list[Size]], texts: Sequence[str], dtype: torch.dtype
+    ) -> PromptInputs:
+        """``dtype``: the activations' (embeddings, padding bias)."""
         images = [[Image.new("RGB", size) for size in sample] for sample in fitted]
         encoded = model.processor.encode(images, texts)
         ids, mask = encoded["input_ids"].to(model.device), encoded["attention_mask"].to(model.device)
@@ -94,11 +98,11 @@ class PromptInputs:
         )
         return cls(
             token_ids=ids,
-            embeds=backbone.language_model.embed_tokens(ids),
+            embeds=backbone.language_model.embed_tokens(ids).to(dtype),
             image_positions=(ids.reshape(-1) == model.processor.image_token_id).nonzero().squeeze(1),
             position_ids=positions,
             rope_delta=deltas.reshape(-1).to(model.device),
-            attention_bias=padded_causal_bias(mask, model.dtype) if bool((mask == 0).any()) else None,
+            attention_bias=padded_causal_bias(mask, dtype) if bool((mask == 0).any()) else None,
         )
 
     @property
@@ -149,7 +153,7 @@ class ActionPlan:
             model.processor,
             dino_short_side=config.dino_short_side,
             device=model.device,
-            dtype=model.dtype,
+            dtype=owner.activation_dtype,
         )
         self.tower = StaticVisionTower(model.qwen_vl_interface.model.model.visual, self.pipeline.grid_thw)
         shape = (self.batch, config.horizon, config.action_dim)
@@ -159,7 +163,7 @@ class ActionPlan:
         self.actions_host = torch.zeros(shape).pin_memory() if cuda else None
         self.condition = torch.zeros(
             (self.batch, config.num_query_tokens, config.qformer_output_dim),
-            dtype=model.dtype,
+            dtype=owner.activation_dtype,
             device=model.device,
         )
         self.preprocess = owner.new_stage("preprocess", lambda: self.pipeline(self.frames.device_frames))
@@ -178,7 +182,7 @@ class ActionPlan:
 
     def _make_prompt_stages(self, texts: tuple[str, ...]) -> tuple[Stage, Stage]:
         model = self.owner.model
-        inputs = PromptInputs.build(model, self.pipeline.fitted_sizes, texts)
+        inputs = PromptInputs.build(model, self.pipeline.fitted_sizes, texts, self.owner.activation_dtype)
         text_model = model.qwen_vl_interface.model.model.language_model
         # The mask per layer kind, ready-made: transformers then builds none per call. None (no padding)
         # lets SDPA apply causality itself, as it does on the reference path.
@@ -237,7 +241,12 @@ class AnswerPlan:
         self.owner = owner
         self.frames = FrameInputs([size], model.device)
         self.pipeline = FramePipeline(
-            [[size]], None, model.processor, dino_short_side=None, device=model.device, dtype=model.dtype
+            [[size]],
+            None,
+            model.processor,
+            dino_short_side=None,
+            device=model.device,
+            dtype=owner.activation_dtype,
         )
         self.tower = StaticVisionTower(model.qwen_vl_interface.model.model.visual, self.pipeline.grid_thw)
         self.preprocess = owner.new_stage("preprocess", lambda: self.pipeline(self.frames.device_frames)[0])
@@ -252,7 +261,9 @@ class AnswerPlan:
         inputs = _recent(
             self.inputs,
             prompt,
-            lambda: PromptInputs.build(self.owner.model, [[self.fitted]], [prompt]),
+            lambda: PromptInputs.build(
+                self.owner.model, [[self.fitted]], [prompt], self.owner.activation_dtype
+            ),
             MAX_PROMPTS,
         )
         self.prefills = {kept: stage for kept, stage in self.prefills.items() if kept in self.inputs}
@@ -277,10 +288,13 @@ class AnswerPlan:
 class FastInference:
     """Fast action and answer inference around a loaded :class:`InternVLAM1`: same results, less time.
 
-    ``dtype`` defaults to bfloat16 on a GPU and float32 on the CPU; a model in another dtype is copied
-    (load it in the target dtype to avoid holding both). ``cuda_graphs`` defaults to on for CUDA
-    devices. ``compile_dit`` (CUDA only) also runs the DiT through ``torch.compile`` before capture.
-    One call runs at a time: the stages share static buffers.
+    ``dtype`` is the weights' dtype: bfloat16 on a GPU and float32 on the CPU by default. With a low
+    ``dtype`` and ``mixed_precision`` (the default) only matrix-product weights are stored in it and
+    the stages run under autocast with float32 activations, as the reference does (``precision.py``);
+    without, everything is in ``dtype``. A model whose weights are not already so is copied; tensors
+    already in ``dtype`` are shared with it, not copied (so load in bfloat16 to hold the weights once).
+    ``cuda_graphs`` defaults to on for CUDA devices. ``compile_dit`` (CUDA only) also runs the DiT
+    through ``torch.compile`` before capture. One call runs at a time: the stages share static buffers.
     """
 
     def __init__(
@@ -288,12 +302,17 @@ class FastInference:
         model: InternVLAM1,
         *,
         dtype: torch.dtype | None = None,
+        mixed_precision: bool = True,
         cuda_graphs: bool | None = None,
         compile_dit: bool = False,
     ) -> None:
         cuda = model.device.type == "cuda"
         dtype = dtype or (torch.bfloat16 if cuda else torch.float32)
-        self.model = model if model.dtype == dtype else model.converted(dtype)
+        self.mixed_precision = mixed_precision and dtype != torch.float32
+        self.activation_dtype = torch.float32 if self.mixed_precision else dtype
+        self.model = model if model.dtype == dtype and not self.mixed_precision else model.converted(dtype)
+        if self.mixed_precision:
+            float32_outside_matrix_products(self.model, model)
         self.cuda_graphs = cuda if cuda_graphs is None else bool(cuda_graphs) and cuda
         self.compiled = compile_dit and cuda
         net = self.model.action_model.net
@@ -302,6 +321,7 @@ class FastInference:
         self._plans: OrderedDict[tuple, ActionPlan] = OrderedDict()
         self._answer_plans: OrderedDict[Size, AnswerPlan] = OrderedDict()
         self._decoder: GreedyDecoder | None = None
+        self._decode_stage: Stage | None = None
         self._stages: weakref.WeakSet[Stage] = weakref.WeakSet()
         self._lock = threading.RLock()
 
@@ -337,7 +357,20 @@ class FastInference:
     def processor_image_size(self, width: int, height: int) -> tuple[int, int]:
         return self.model.processor_image_size(width, height)
 
+    @property
+    def precision(self) -> str:
+        """'mixed' (low-precision matrix products, float32 activations) or the one dtype of everything."""
+        return "mixed" if self.mixed_precision else str(self.dtype).removeprefix("torch.")
+
     def new_stage(self, name: str, fn: Callable[[], Any]) -> Stage:
+        """A stage of this engine: under autocast with mixed precision, captured when graphs are on."""
+        if self.mixed_precision:
+            plain, dtype, device_type = fn, self.dtype, self.device.type
+
+            def fn() -> Any:
+                with torch.autocast(device_type, dtype=dtype):
+                    return plain()
+
         stage = Stage(name, fn, graphs=self.cuda_graphs)
         self._stages.add(stage)
         return stage
@@ -429,7 +462,7 @@ class FastInference:
             decoder.penalty.fill_(float(settings.repetition_penalty or 1.0))
             plan.preprocess()
             prefill()
-            new_ids = _decode(decoder, max_new_tokens, {int(token) for token in stops if token is not None})
+            new_ids = self._decode(max_new_tokens, {int(token) for token in stops if token is not None})
         prompt_ids = inputs.token_ids[0].tolist()
         return Answer(self.model.processor.decode(new_ids), new_ids, prompt_ids, plan.fitted)
 
@@ -471,25 +504,24 @@ class FastInference:
             # Without graphs nothing is shared, and attention over unused positions is only cost.
             minimum = DECODER_CAPACITY if self.cuda_graphs else 0
             capacity = max(minimum, CAPACITY_STEP * -(-positions // CAPACITY_STEP))
-            self._decoder = None
+            self._decoder = self._decode_stage = None
             for plan in self._answer_plans.values():
                 plan.prefills.clear()
-            self._decoder = GreedyDecoder(
-                self.model.qwen_vl_interface.model, capacity, cuda_graphs=self.cuda_graphs
-            )
-            self._stages.add(self._decoder.decode)
+            self._decoder = GreedyDecoder(self.model.qwen_vl_interface.model, capacity, self.activation_dtype)
+            self._decode_stage = self.new_stage("decode", self._decoder.decode_chunk)
+            if self.cuda_graphs:
+                self._decode_stage.prepare()  # before any prefill: capturing runs the steps a few times
         return self._decoder
 
-
-def _decode(decoder: GreedyDecoder, max_new_tokens: int, stops: set[int]) -> list[int]:
-    """Run decoding chunks until a stop token or ``max_new_tokens``; the new ids, the stop included."""
-    produced = 1  # the prefill chose the first token
-    while True:
-        ids = decoder.generated[: min(produced, max_new_tokens)].tolist()
-        ended = next((i for i, token in enumerate(ids) if token in stops), None)
-        if ended is not None:
-            return ids[: ended + 1]
-        if produced >= max_new_tokens:
-            return ids
-        decoder.decode()
-        produced += DECODE_CHUNK
+    def _decode(self, max_new_tokens: int, stops: set[int]) -> list[int]:
+        """Decode chunks until a stop token or ``max_new_tokens``; the new ids, the stop included."""
+        produced = 1  # the prefill chose the first token
+        while True:
+            ids = self._decoder.generated[: min(produced, max_new_tokens)].tolist()
+            ended = next((i for i, token in enumerate(ids) if token in stops), None)
+            if ended is not None:
+                return ids[: ended + 1]
+            if produced >= max_new_tokens:
+                return ids
+            self._decode_stage()
+            produced += DECODE_CHUNK
