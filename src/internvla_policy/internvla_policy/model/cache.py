@@ -8,12 +8,14 @@ from pathlib import Path
 
 import torch
 
+from .fast import FastInference
 from .internvla_m1 import InternVLAM1, resolve_device, resolve_dtype
 
 CacheKey = tuple[str, str | None, int | None, str, torch.dtype]
 
 _models: dict[CacheKey, InternVLAM1] = {}
 _key_locks: dict[CacheKey, threading.Lock] = {}
+_fast: dict[int, FastInference] = {}
 _registry_lock = threading.Lock()
 
 
@@ -47,8 +49,23 @@ def load_model_cached(
         return _models[key]
 
 
+def inference_for(model: InternVLAM1) -> InternVLAM1 | FastInference:
+    """What the nodes run: the fast path on a GPU (one per model, shared like the model), else the model.
+
+    The fast path gives the same actions and answers (docs/PERFORMANCE.md) with captured CUDA
+    graphs; on the CPU it brings nothing measurable, so the reference path serves there.
+    """
+    if model.device.type != "cuda":
+        return model
+    with _registry_lock:
+        if id(model) not in _fast:
+            _fast[id(model)] = FastInference(model)
+        return _fast[id(model)]
+
+
 def clear_model_cache() -> None:
     """Drop every cached model (their memory is freed once no caller holds them)."""
     with _registry_lock:
         _models.clear()
         _key_locks.clear()
+        _fast.clear()

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from internvla_policy.model import clear_model_cache, load_model_cached
+from internvla_policy.model.cache import inference_for
 
 
 def test_one_model_per_key_across_threads(tiny_run: Path) -> None:
@@ -34,4 +35,10 @@ def test_shared_model_serves_concurrent_callers(tiny_run: Path, rgb: np.ndarray)
         prediction.normalized, model.predict_action([[rgb]], ["pick up the red block."], seed=1).normalized
     )
     assert answer == model.answer(rgb, "Give the bounding box for the red block.", max_new_tokens=3)
+    clear_model_cache()
+
+
+def test_nodes_run_the_reference_path_on_the_cpu(tiny_run: Path) -> None:
+    model = load_model_cached(tiny_run)
+    assert inference_for(model) is model, "the fast path is for GPUs; on the CPU the model serves"
     clear_model_cache()
