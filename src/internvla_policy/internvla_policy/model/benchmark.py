@@ -6,7 +6,8 @@ or a checkpoint from disk), then times two paths on one 640x480 camera frame, CF
 - reference: what the released code does. ``InternVLAM1.predict_action`` with float32 weights, under
   bfloat16 autocast on a GPU (upstream's ``torch.autocast("cuda")``, a no-op on the CPU), PIL and the
   Qwen processor per call, eager kernels, classifier-free guidance as a doubled DiT batch.
-- fast: :class:`FastInference` (bfloat16 weights and CUDA graphs on a GPU; float32, eager on the CPU).
+- fast: :class:`FastInference` (on a GPU bfloat16 matrix weights, float32 activations under autocast,
+  CUDA graphs; on the CPU float32, eager).
 
 Each path's first call is timed on its own (cold start: lazy initialisation, plan building, graph
 capture), then ``warmup`` untimed calls, then ``repeats`` timed ones: p50/p95 end to end and per stage.
@@ -64,6 +65,8 @@ class BenchSettings:
     seed: int = 0
     compile_dit: bool = False
     fast_dtype: str | None = None
+    pure_low_precision: bool = False
+    """Fast path: activations in the weights' low dtype too, instead of float32 under autocast."""
     threads: int = 0
     """CPU threads for torch; 0: every core this process may use but one (as the policy node does)."""
     run: Path | None = None
@@ -188,7 +191,12 @@ def run_benchmark(settings: BenchSettings) -> dict[str, Any]:
         reference_action_call(model, frame), settings.warmup, settings.repeats
     )
     fast_dtype = getattr(torch, settings.fast_dtype) if settings.fast_dtype else None
-    fast = FastInference(model, dtype=fast_dtype, compile_dit=settings.compile_dit)
+    fast = FastInference(
+        model,
+        dtype=fast_dtype,
+        mixed_precision=not settings.pure_low_precision,
+        compile_dit=settings.compile_dit,
+    )
     fast_times, fast_results = _timed_calls(fast_action_call(fast, frame), settings.warmup, settings.repeats)
     errors = [
         relative_error(f.normalized, r.normalized)
@@ -230,6 +238,7 @@ def run_benchmark(settings: BenchSettings) -> dict[str, Any]:
                 "parameters": model.parameter_counts(),
                 "reference_dtype": dtype_name(model.dtype),
                 "fast_dtype": dtype_name(fast.dtype),
+                "fast_precision": fast.precision,
                 "fast_cuda_graphs": fast.cuda_graphs,
                 "fast_compiled_dit": fast.compiled,
             },
@@ -380,7 +389,7 @@ def format_report(result: dict[str, Any]) -> str:
     lines = [
         f"device: {result['device']}; dims: {result['dims']}; "
         f"prompt {result['input']['prompt_tokens']} tokens; "
-        f"reference {result['model']['reference_dtype']}, fast {result['model']['fast_dtype']}; "
+        f"reference {result['model']['reference_dtype']}, fast {result['model']['fast_precision']}; "
         f"load average {result['machine']['load_average_1min']:.2f}",
         f"{'stage':<12}{'ref p50':>10}{'ref p95':>10}{'fast p50':>10}{'fast p95':>10}   (ms)",
     ]

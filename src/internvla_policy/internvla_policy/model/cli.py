@@ -109,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
         "--fast-dtype", help="fast path weights: float32, bfloat16 (default: bfloat16 on CUDA, else float32)"
     )
     bench.add_argument(
+        "--pure-bf16",
+        action="store_true",
+        help="fast path: activations in bfloat16 too (default: float32 activations, bfloat16 products)",
+    )
+    bench.add_argument(
         "--compile-dit", action="store_true", help="fast path: torch.compile the DiT before graph capture"
     )
     bench.add_argument(
@@ -234,6 +239,7 @@ def _bench(args: argparse.Namespace) -> int:
         compile_dit=args.compile_dit,
         fast_dtype=str(resolve_dtype(args.fast_dtype)).removeprefix("torch.") if args.fast_dtype else None,
         threads=args.threads,
+        pure_low_precision=args.pure_bf16,
         run=args.run,
     )
     result = run_benchmark(settings)

@@ -97,9 +97,30 @@ def test_fast_path_matches_upstream_recordings(
     np.testing.assert_allclose(prediction.normalized, expected, rtol=0, atol=1e-4)
 
 
-def test_bfloat16_fast_path_is_within_1e_2(tiny_model: InternVLAM1, rgb: np.ndarray) -> None:
+def test_mixed_bfloat16_is_the_autocast_reference(tiny_model: InternVLAM1, rgb: np.ndarray) -> None:
+    """bfloat16 matrix weights with float32 activations under autocast: the reference path under
+    upstream's autocast, to the bit (on the CPU), without touching the caller's float32 model."""
     fast = FastInference(tiny_model, dtype=torch.bfloat16)
-    assert fast.model is not tiny_model and fast.dtype == torch.bfloat16 and tiny_model.dtype == torch.float32
+    assert fast.precision == "mixed" and fast.model is not tiny_model
+    assert {p.dtype for p in tiny_model.parameters()} == {torch.float32}
+    qwen = fast.model.qwen_vl_interface.model
+    assert qwen.lm_head.weight.dtype == torch.bfloat16
+    assert qwen.model.language_model.embed_tokens.weight.dtype == torch.float32
+    assert fast.model.dino_encoder.body.blocks[0].norm1.weight.dtype == torch.float32
+    assert fast.model.dino_encoder.body.blocks[0].attn.qkv.weight.dtype == torch.bfloat16
+    for seed in (0, 1):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reference = tiny_model.predict_action([[rgb]], [INSTRUCTION], seed=seed)
+            expected = tiny_model.generate(rgb, "Point to the cup.", max_new_tokens=5)
+        np.testing.assert_array_equal(
+            fast.predict_action([[rgb]], [INSTRUCTION], seed=seed).normalized, reference.normalized
+        )
+        assert fast.generate(rgb, "Point to the cup.", max_new_tokens=5) == expected
+
+
+def test_pure_bfloat16_is_within_1e_2(tiny_model: InternVLAM1, rgb: np.ndarray) -> None:
+    fast = FastInference(tiny_model, dtype=torch.bfloat16, mixed_precision=False)
+    assert fast.precision == "bfloat16" and {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}
     for seed in (0, 1):
         reference = tiny_model.predict_action([[rgb]], [INSTRUCTION], seed=seed).normalized
         low = fast.predict_action([[rgb]], [INSTRUCTION], seed=seed).normalized
