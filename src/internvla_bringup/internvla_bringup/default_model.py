@@ -38,12 +38,11 @@ from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import BLOCK_COLOURS, BOWL, block_name
 from internvla_bringup.sim.tasks import DEFAULT_KINDS, Task
 from internvla_grounding.prompts import DEFAULT_TEMPLATES, GroundingKind, render
-from internvla_policy.control.spatial_prompt import grounding_text
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training import DataSpec, GroundingTask, ModelSource, TrainSettings, train_run
 from internvla_policy.training.build import BASE_VLM_DIR, DEFAULT_MODEL_DIMS
 from internvla_policy.training.run_files import LOG_FILE
-from internvla_policy.training.samples import read_grounding
+from internvla_policy.training.samples import grounding_answer, read_grounding
 
 DEFAULT_OUT = Path(__file__).resolve().parents[2] / "internvla_policy" / "models" / "default"
 SUMMARY_FILE = "training_summary.json"
@@ -82,7 +81,7 @@ def tokenizer_texts(data_dir: Path, answers: int = 32) -> list[str]:
     labels = [result for episode in read_grounding(data_dir).values() for result in episode.targets]
     step = max(1, len(labels) // answers)
     examples = [
-        grounding_text(result, (result.image_width, result.image_height)) for result in labels[::step]
+        grounding_answer(result, (result.image_width, result.image_height)) for result in labels[::step]
     ]
     return instructions + prompts + examples
 

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from PIL import Image
 
-from internvla_policy.control.spatial_prompt import grounding_text
 from internvla_policy.data import DatasetError, DatasetStatistics, LeRobotDataset, normalize
 from internvla_policy.data.lerobot import chunk_steps
 from internvla_policy.vision.annotate import draw_grounding
@@ -66,6 +65,30 @@ class EpisodeGrounding:
         """The labels of the latest labelled frame at or before ``frame_index`` (else the first)."""
         position = max(int(np.searchsorted(self.frames, frame_index, side="right")) - 1, 0)
         return self.targets[position]
+
+
+def grounding_answer(result: GroundingResult, size: tuple[int, int]) -> str:
+    """The answer the model is trained to give: Qwen2.5-VL's JSON boxes in the pixels of an image of
+    ``size`` (width, height), the label first.
+
+    Qwen writes ``bbox_2d`` before ``label``; here the label comes first so that the autoregressive model
+    names the object (copied from the instruction) before it has to locate it, and the coordinates are
+    predicted knowing what they belong to. The grounding parser reads either order.
+    """
+    sx, sy = size[0] / result.image_width, size[1] / result.image_height
+    boxes = [
+        {
+            "label": box.label,
+            "bbox_2d": [
+                round(box.x_min * sx),
+                round(box.y_min * sy),
+                round(box.x_max * sx),
+                round(box.y_max * sy),
+            ],
+        }
+        for box in result.boxes
+    ]
+    return json.dumps(boxes)
 
 
 def read_grounding(root: Path) -> dict[int, EpisodeGrounding]:
@@ -184,7 +207,7 @@ class TrainingData:
         answer_size: Callable[[int, int], tuple[int, int]],
     ) -> GroundingBatch:
         """``size`` random labelled frames: the labelled camera's image, ``prompt(instruction)`` and the
-        targets' boxes as Qwen2.5-VL JSON in the pixels ``answer_size(width, height)`` of that image."""
+        targets' boxes (``grounding_answer``) in the pixels ``answer_size(width, height)`` of that image."""
         if not self.has_grounding:
             raise DatasetError("this dataset has no grounding labels")
         picks = self._grounding_index[rng.integers(len(self._grounding_index), size=size)]
@@ -194,7 +217,7 @@ class TrainingData:
             image = self.frames[episode, labels.video_key][frame]
             images.append(Image.fromarray(image))
             prompts.append(prompt(self.instructions[episode]))
-            answers.append(grounding_text(labels.at(frame), answer_size(image.shape[1], image.shape[0])))
+            answers.append(grounding_answer(labels.at(frame), answer_size(image.shape[1], image.shape[0])))
         return GroundingBatch(images, prompts, answers)
 
 

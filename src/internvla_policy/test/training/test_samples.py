@@ -63,6 +63,6 @@ def test_grounding_answers_are_qwen_json_in_the_answer_pixels(dataset) -> None:
     for image, prompt, answer in zip(batch.images, batch.prompts, batch.answers, strict=True):
         assert image.size == (64, 64) and prompt.startswith("where: ")
         (box,) = json.loads(answer)
-        assert box["label"] == "red block"
+        assert list(box) == ["label", "bbox_2d"] and box["label"] == "red block"
         x1, y1, x2, y2 = box["bbox_2d"]
         assert (y1, y2, x2 - x1) == (40, 56, 16)  # twice the 64-px label: the answer image is 128 px

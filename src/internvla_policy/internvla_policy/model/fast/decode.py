@@ -37,8 +37,8 @@ class StaticKVCache:
     def update(
         self, key: torch.Tensor, value: torch.Tensor, layer_idx: int, *args: object, **kwargs: object
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        # Under mixed precision the rotated keys arrive in float32; attention reads them in the cache's
-        # dtype anyway (autocast casts SDPA's inputs), so storing them so changes nothing.
+        # Under mixed precision keys arrive in float32 (rotated in float32) and values in bfloat16: a
+        # float32 cache holds both exactly, as transformers' own cache does under autocast.
         self.keys[layer_idx].index_copy_(2, self.positions, key.to(self.keys[layer_idx].dtype))
         self.values[layer_idx].index_copy_(2, self.positions, value.to(self.values[layer_idx].dtype))
         return self.keys[layer_idx], self.values[layer_idx]
@@ -47,18 +47,18 @@ class StaticKVCache:
 class GreedyDecoder:
     """The decoding state of one sequence and the steps that advance it, for ``Qwen2_5_VL...Generation``.
 
-    ``embed_dtype`` is the dtype token embeddings enter the decoder layers in (float32 under mixed
-    precision). The caller wraps :meth:`decode_chunk` in a stage; capture it before the first prefill,
-    since capturing runs the steps a few times.
+    ``activation_dtype`` is the dtype token embeddings enter the decoder layers in and the cache holds
+    (float32 under mixed precision). The caller wraps :meth:`decode_chunk` in a stage; capture it
+    before the first prefill, since capturing runs the steps a few times.
     """
 
-    def __init__(self, model: nn.Module, capacity: int, embed_dtype: torch.dtype) -> None:
-        device, dtype = model.lm_head.weight.device, model.lm_head.weight.dtype
+    def __init__(self, model: nn.Module, capacity: int, activation_dtype: torch.dtype) -> None:
+        device = model.lm_head.weight.device
         text_config = model.config.get_text_config()
         self.text = model.model.language_model
         self.lm_head = model.lm_head
         self.capacity = capacity
-        self.cache = StaticKVCache(text_config, capacity, device, dtype)
+        self.cache = StaticKVCache(text_config, capacity, device, activation_dtype)
         self.mask_kinds = set(text_config.layer_types)
         self.key_positions = torch.arange(capacity, device=device)
         self.token = torch.zeros(1, 1, dtype=torch.long, device=device)
@@ -69,7 +69,7 @@ class GreedyDecoder:
         self.seen = torch.zeros(model.lm_head.weight.shape[0], dtype=torch.bool, device=device)
         self.generated = torch.zeros(capacity, dtype=torch.long, device=device)
         self.count = torch.zeros(1, dtype=torch.long, device=device)
-        self.embed_dtype = embed_dtype
+        self.activation_dtype = activation_dtype
 
     def prefill(
         self,
@@ -106,7 +106,7 @@ class GreedyDecoder:
         mask = (self.key_positions <= self.position).view(1, 1, 1, -1)
         positions = (self.position + self.rope_delta).view(1, 1, 1).expand(3, 1, 1)
         hidden = self.text(
-            inputs_embeds=self.text.embed_tokens(self.token).to(self.embed_dtype),
+            inputs_embeds=self.text.embed_tokens(self.token).to(self.activation_dtype),
             position_ids=positions,
             attention_mask=dict.fromkeys(self.mask_kinds, mask),
             past_key_values=self.cache,
