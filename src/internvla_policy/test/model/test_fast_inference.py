@@ -125,6 +125,18 @@ def test_mixed_bfloat16_is_the_autocast_reference(tiny_model: InternVLAM1, rgb: 
     assert fast.generate(square, "Point to the cup.", max_new_tokens=9) == expected
 
 
+def test_a_bfloat16_model_lends_its_matrices(tiny_model: InternVLAM1) -> None:
+    """Loaded in bfloat16, the model's matrix weights are shared with the fast path, not copied."""
+    low = tiny_model.converted(torch.bfloat16)
+    fast = FastInference(low, dtype=torch.bfloat16)
+    assert fast.model.layer_qformer.proj.weight.data_ptr() == low.layer_qformer.proj.weight.data_ptr()
+    head, embeddings = low.qwen_vl_interface.model.lm_head, low.qwen_vl_interface.model.model.language_model
+    assert fast.model.qwen_vl_interface.model.lm_head.weight.data_ptr() == head.weight.data_ptr()
+    assert head.weight is embeddings.embed_tokens.weight and {p.dtype for p in low.parameters()} == {
+        torch.bfloat16
+    }
+
+
 def test_pure_bfloat16_is_within_1e_2(tiny_model: InternVLAM1, rgb: np.ndarray) -> None:
     fast = FastInference(tiny_model, dtype=torch.bfloat16, mixed_precision=False)
     assert fast.precision == "bfloat16" and {p.dtype for p in fast.model.parameters()} == {torch.bfloat16}

@@ -12,7 +12,8 @@ this does instead:
 - Thousands of separately launched kernels -> each stage (preprocess, VLM prefill, DINO, Q-Former,
   the whole DDIM loop) is captured once as a CUDA graph and replayed; nothing in a call waits for
   the device until the actions are copied back.
-- float32 weights under autocast -> weights stored in bfloat16 (on a GPU).
+- float32 weights converted to bfloat16 by autocast on every call -> matrix weights stored in
+  bfloat16, run under the same autocast with float32 activations (``precision.py``), on a GPU.
 
 Shapes are static per plan: a plan is made for the frame sizes (and batch layout) of a call, and
 within it a prompt stage per instruction; both are cached, so the first call with new frame sizes or
