@@ -96,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget for all steps")
     parser.add_argument("--episodes", type=int, default=150, help="expert demonstrations to record")
-    parser.add_argument("--eval-episodes", type=int, default=10, help="seeds for the closing evaluation")
+    parser.add_argument("--eval-episodes", type=int, default=5, help="seeds for the closing evaluation")
     parser.add_argument(
-        "--reserve-min", type=float, default=10.0, help="budget kept for decoding and evaluation"
+        "--reserve-min", type=float, default=7.0, help="budget kept for decoding and evaluation"
     )
     parser.add_argument(
         "--threads", type=int, default=1, help="torch CPU threads (1 is steadiest on shared cores)"

@@ -104,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         "--answer-tokens", type=int, default=32, help="new tokens for the grounding-answer timing (0: skip)"
     )
     bench.add_argument("--answer-repeats", type=int, default=3, help="timed answers per path")
-    bench.add_argument("--seed", type=int, default=0, help="weights, frame and the first call's noise")
+    bench.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random weights and the frame (call k draws its noise with seed k)",
+    )
     bench.add_argument(
         "--fast-dtype", help="fast path weights: float32, bfloat16 (default: bfloat16 on CUDA, else float32)"
     )

@@ -39,15 +39,16 @@ DEFAULT_MODEL_DIMS = ModelDims(
     dino_width=192,
     dino_heads=3,
     dino_short_side=112,
-    num_query_tokens=16,
-    action_width=192,
+    num_query_tokens=64,
+    action_width=128,
     action_depth=4,
     action_heads=4,
     image_size=112,
     cot_prompt=None,
 )
 """The built-in model: the released module graph at widths that train on a CPU within an hour.
-112 px views (4x4 Qwen tokens and 8x8 DINO patches each), no chain-of-thought prompt (short inputs)."""
+112 px views (4x4 Qwen tokens and 8x8 DINO patches each), no chain-of-thought prompt (short inputs),
+and upstream's 64 Q-Former queries: enough of them to carry where things are in both views."""
 TOKENIZER_VOCAB = 1024
 """BPE vocabulary asked of the tokenizer trainer; a small corpus stops merging earlier."""
 POSITION_STD = 0.02  # upstream's trunc_normal/normal std for position tables, tokens and queries

@@ -65,11 +65,9 @@ def test_full_guidance_dropout_ignores_the_condition(tmp_path) -> None:
 
     def loss(condition: torch.Tensor, dropout: float) -> float:
         generator = torch.Generator().manual_seed(3)
-        return float(
-            diffusion_loss(
-                net, actions, condition, num_steps=100, repeats=2, cfg_dropout=dropout, generator=generator
-            )
-        )
+        return diffusion_loss(
+            net, actions, condition, num_steps=100, repeats=2, cfg_dropout=dropout, generator=generator
+        ).item()
 
     assert loss(first, 1.0) == loss(second, 1.0)
     assert loss(first, 0.0) != loss(second, 0.0)
