@@ -29,6 +29,7 @@ from internvla_bringup.sim.env import SimEnv
 from internvla_bringup.sim.expert import ScriptedExpert
 from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import object_label
+from internvla_bringup.sim.servo import TrajectoryPoint
 from internvla_bringup.sim.transforms import matrix_to_rpy
 from internvla_policy.data import DatasetError, LeRobotWriter, write_jsonl
 
@@ -77,7 +78,9 @@ def _record_episode(env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int
             "action.joints": action.arm_target,
         }
         writer.add_frame(values, images)
-        env.command_joints(env.config.arm_joints, action.arm_target)
+        # Commanded as the policy node commands (one trajectory point a period ahead): the deltas
+        # then carry the tracking lead that a deployed policy must ask for to move at the expert's pace.
+        env.command_trajectory(env.config.arm_joints, [TrajectoryPoint(1.0 / fps, action.arm_target)])
         env.command_gripper(action.gripper)
         env.step(1.0 / fps)
     return {

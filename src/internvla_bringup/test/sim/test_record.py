@@ -73,7 +73,8 @@ def test_parquet_and_videos_agree(dataset: Path) -> None:
 
 
 def test_actions_are_the_measured_motion_to_the_next_frame(dataset: Path) -> None:
-    """p + delta_p at frame t is where the tool is at t + 1 (within servo lag); rotations compose likewise."""
+    """p + delta_p at frame t is where the tool is at t + 1 (within the lag of a trajectory command
+    one period ahead, as the policy node sends them); rotations compose likewise."""
     table = pq.read_table(dataset / "data/chunk-000/episode_000000.parquet").to_pydict()
     pos = np.array(table["state.eef_position"])
     rpy = np.array(table["state.eef_rotation"])
@@ -81,7 +82,7 @@ def test_actions_are_the_measured_motion_to_the_next_frame(dataset: Path) -> Non
     delta_rpy = np.array(table["action.delta_eef_rotation"])
     gripper = np.array(table["action.gripper_open"])[:, 0]
     reached = np.linalg.norm(pos[:-1] + delta[:-1] - pos[1:], axis=1)
-    assert np.median(reached) < 0.005 and reached.max() < 0.03
+    assert np.median(reached) < 0.008 and reached.max() < 0.03
     assert np.abs(delta).max() < 0.05  # never more than 5 cm per 0.1 s step
     rot_err = [
         np.abs(rpy_to_matrix(d) @ rpy_to_matrix(r) - rpy_to_matrix(n)).max()
