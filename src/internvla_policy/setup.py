@@ -1,6 +1,18 @@
+from pathlib import Path
+
 from setuptools import find_packages, setup
 
 package_name = "internvla_policy"
+
+
+def installed_tree(root: str) -> list[tuple[str, list[str]]]:
+    """data_files entries that install every file under ``root`` into the share folder, keeping paths."""
+    folders: dict[str, list[str]] = {}
+    for path in sorted(Path(root).rglob("*")):
+        if path.is_file():
+            folders.setdefault(str(Path("share", package_name, path.parent)), []).append(str(path))
+    return list(folders.items())
+
 
 setup(
     name=package_name,
@@ -9,6 +21,7 @@ setup(
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + package_name]),
         ("share/" + package_name, ["package.xml"]),
+        *installed_tree("models"),  # the built-in default model, where `checkpoint: builtin` looks
     ],
     install_requires=["setuptools"],
     zip_safe=True,

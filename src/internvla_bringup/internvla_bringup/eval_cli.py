@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from internvla_bringup.evaluation import GUIDANCE_MODES, NO_GUIDANCE, EvalSettings, Evaluator
+from internvla_bringup.evaluation import GUIDANCE_MODES, NO_GUIDANCE, EvalSettings, evaluate
 from internvla_policy.model import CheckpointError
 
 GUIDANCE_CHOICES = {"both": ("guided", NO_GUIDANCE), "on": ("guided",), "off": (NO_GUIDANCE,)}
@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--robot", default="franka", help="robot profile (a simulated robot with a gripper)")
     result.add_argument("--out", type=Path, default=Path("eval_out"), help="folder for eval.json")
     result.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    result.add_argument(
+        "--workers", type=int, default=1, help="processes sharing the seeds (one torch thread each)"
+    )
     return result
 
 
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             max_steps=args.max_steps,
             robot=args.robot,
         )
-        report = Evaluator(settings, args.out).run(args.out)
+        report = evaluate(settings, args.out, args.workers)
     except (ValueError, FileNotFoundError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

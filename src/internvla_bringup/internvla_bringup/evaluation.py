@@ -16,8 +16,10 @@ evaluation seeds are not training seeds) is scored against the simulator's boxes
 from __future__ import annotations
 
 import json
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -127,25 +129,27 @@ class Evaluator:
         return PolicyParams.from_mapping({**self.policy_values, "spatial_prompt_mode": mode})
 
     def run(self, out_dir: Path) -> dict[str, Any]:
-        """Every seed in every mode; writes and returns ``out_dir/eval.json``."""
-        s = self.settings
+        """Every seed in every mode, in this process; writes and returns ``out_dir/eval.json``."""
         started = time.monotonic()
+        s = self.settings
+        return write_report(self.run_seeds(range(s.seed, s.seed + s.episodes)), s, started, out_dir)
+
+    def run_seeds(self, seeds: range) -> list[EpisodeResult]:
+        """``seeds`` in every mode, in order."""
+        s = self.settings
         results: list[EpisodeResult] = []
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with SimEnv(s.robot, s.image_size, s.image_size, seed=s.seed) as env:
+        with SimEnv(s.robot, s.image_size, s.image_size, seed=seeds.start) as env:
             missing = set(self.cameras) - set(env.camera_names)
             if missing:
                 raise ValueError(f"the profile's cameras {sorted(missing)} are not simulated for {s.robot}")
-            for seed in range(s.seed, s.seed + s.episodes):
+            for seed in seeds:
                 for mode in s.modes:
                     result = self.episode(env, seed, mode, self.params(mode))
                     results.append(result)
                     iou = "" if result.grounding_iou is None else f" iou={result.grounding_iou:.2f}"
                     outcome = f"success={result.success} steps={result.steps}{iou}"
                     self.log(f"seed {seed} {mode:>7}: {result.task!r} {outcome}")
-        report = summarize(results, s, time.monotonic() - started)
-        (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
-        return report
+        return results
 
     def episode(self, env: SimEnv, seed: int, mode: str, params: PolicyParams) -> EpisodeResult:
         """One closed-loop episode; noise and layout are fixed by ``seed`` whatever the mode."""
@@ -191,6 +195,38 @@ class Evaluator:
             if env.step(period).success:
                 break
         return EpisodeResult(seed, mode, task.instruction, task.kind, env.success, step, answer, iou)
+
+
+def evaluate(settings: EvalSettings, out_dir: Path, workers: int = 1) -> dict[str, Any]:
+    """Every seed in every mode, split into ``workers`` processes of one torch thread each (each loads
+    the model), so that a many-core machine evaluates 50 seeds in minutes; writes ``out_dir/eval.json``."""
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, got {workers}")
+    if workers == 1:
+        return Evaluator(settings, out_dir).run(out_dir)
+    started = time.monotonic()
+    seeds = np.array_split(np.arange(settings.seed, settings.seed + settings.episodes), workers)
+    shards = [range(int(part[0]), int(part[-1]) + 1) for part in seeds if len(part)]
+    context = multiprocessing.get_context("spawn")  # no forked torch or MuJoCo state
+    with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
+        parts = pool.map(_evaluate_shard, [settings] * len(shards), [out_dir] * len(shards), shards)
+        results = [result for part in parts for result in part]
+    return write_report(results, settings, started, out_dir)
+
+
+def _evaluate_shard(settings: EvalSettings, work_dir: Path, seeds: range) -> list[EpisodeResult]:
+    torch.set_num_threads(1)
+    return Evaluator(settings, work_dir, lambda line: print(line, flush=True)).run_seeds(seeds)
+
+
+def write_report(
+    results: list[EpisodeResult], settings: EvalSettings, started: float, out_dir: Path
+) -> dict[str, Any]:
+    """Summarise ``results`` into ``out_dir/eval.json`` and return the summary."""
+    report = summarize(results, settings, time.monotonic() - started)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "eval.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
 
 
 def true_boxes(env: SimEnv) -> dict[str, Box2D]:

@@ -7,7 +7,14 @@ import json
 import pytest
 
 from internvla_bringup.eval_cli import main
-from internvla_bringup.evaluation import EpisodeResult, EvalSettings, box_iou, grounding_iou, summarize
+from internvla_bringup.evaluation import (
+    EpisodeResult,
+    EvalSettings,
+    box_iou,
+    evaluate,
+    grounding_iou,
+    summarize,
+)
 from internvla_policy.vision.geometry import Box2D, GroundingResult
 
 
@@ -59,3 +66,15 @@ def test_guidance_off_only_and_bad_arguments(tmp_path, small_run, capsys) -> Non
     assert report["grounding_iou"] is None
     assert main(["--checkpoint", str(tmp_path / "missing"), "--out", str(out)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_workers_split_the_seeds_and_agree_with_one_process(tmp_path, small_run) -> None:
+    settings = EvalSettings(checkpoint=str(small_run), episodes=2, seed=3, max_steps=3, modes=("off",))
+    alone = evaluate(settings, tmp_path / "one")
+    shared = evaluate(settings, tmp_path / "two", workers=2)
+    assert [r["seed"] for r in shared["runs"]] == [3, 4]
+    strip = ("wall_time_s",)
+    assert {k: v for k, v in shared.items() if k not in strip} == {
+        k: v for k, v in alone.items() if k not in strip
+    }
+    assert json.loads((tmp_path / "two" / "eval.json").read_text())["runs"] == shared["runs"]

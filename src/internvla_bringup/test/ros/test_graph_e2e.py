@@ -189,16 +189,18 @@ def test_disabled_policy_moves_nothing(franka):
 
 
 def test_killing_the_policy_leaves_the_arm_holding(franka):
-    _, runner, _client, observer = franka
+    _, runner, client, observer = franka
     policy = runner.process("inference")
     assert policy is not None and policy.poll() is None
     os.killpg(policy.pid, signal.SIGKILL)
     policy.wait(timeout=10)
     time.sleep(1.0)
     dead_from = time.monotonic()
-    time.sleep(3.0)
+    # At least 3 s and 10 joint states: a loaded machine slows the simulator's publishing, not the check.
+    assert client.wait_for(
+        lambda: time.monotonic() - dead_from >= 3.0 and len(observer.positions_since(dead_from)) > 10, 60.0
+    ), "the simulator stopped publishing joint states"
     positions = observer.positions_since(dead_from)
-    assert len(positions) > 10, "the simulator stopped publishing joint states"
     assert np.abs(positions - positions[0]).max() < 2e-3, "the arm drifted without a policy"
     assert "sim_robot" in runner.running()
 
