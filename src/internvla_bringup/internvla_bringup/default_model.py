@@ -205,8 +205,9 @@ def model_card(
     dims = "\n".join(f"- {key}: {value}" for key, value in asdict(DEFAULT_MODEL_DIMS).items())
     return f"""# Built-in default model (internvla-ros)
 
-A small InternVLA-M1 trained from scratch in the simulator, so that the demo runs a policy that really
-does the task family ({", ".join(task_family())}) on the simulated Franka. It has the released
+A small InternVLA-M1 trained from scratch in the simulator on the task family
+({", ".join(task_family())}) with the simulated Franka, within a one-hour CPU budget. The measured
+success below is what it does; `docs/training/README.md` analyses it. It has the released
 architecture and state-dict key layout (Qwen2.5-VL, DINOv2, layer-wise Q-Former, DiT action head) at
 small widths; it is not the released 3B model and knows nothing outside this task family.
 
