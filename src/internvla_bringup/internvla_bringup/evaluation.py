@@ -15,6 +15,7 @@ evaluation seeds are not training seeds) is scored against the simulator's boxes
 
 from __future__ import annotations
 
+import functools
 import json
 import multiprocessing
 import time
@@ -37,10 +38,10 @@ from internvla_grounding.settings import settings_from_values
 from internvla_policy.control.config import PolicyParams
 from internvla_policy.control.controller import PolicyController
 from internvla_policy.control.inference import InferenceWorker
-from internvla_policy.control.model_policy import ModelChunkPolicy, load_model
+from internvla_policy.control.model_policy import ModelChunkPolicy
 from internvla_policy.control.observation import CameraFrame
 from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
-from internvla_policy.model import InternVLAM1
+from internvla_policy.model import InternVLAM1, load_for_inference
 from internvla_policy.vision.geometry import Box2D, GroundingResult
 
 GUIDANCE_MODES = ("overlay", "text")
@@ -115,8 +116,12 @@ class Evaluator:
         self.policy_values = dict(parameters["policy"])
         grounding = settings_from_values(parameters["grounding"])
         self.grounding_period = max(1, round(self.policy_values["control_rate_hz"] / grounding.rate_hz))
-        self.model: InternVLAM1 = load_model(
-            self.policy_values["checkpoint"], self.policy_values["base_vlm"], "cpu", "float32", share=True
+        self.model: InternVLAM1 = load_for_inference(
+            self.policy_values["checkpoint"],
+            base_vlm=self.policy_values["base_vlm"],
+            device="cpu",
+            dtype="float32",
+            share=True,
         )
         self.grounder = Grounder(
             self.model, grounding.templates, grounding.coordinates, grounding.max_new_tokens
@@ -209,7 +214,7 @@ def evaluate(settings: EvalSettings, out_dir: Path, workers: int = 1) -> dict[st
     shards = [range(int(part[0]), int(part[-1]) + 1) for part in seeds if len(part)]
     context = multiprocessing.get_context("spawn")  # no forked torch or MuJoCo state
     with ProcessPoolExecutor(len(shards), mp_context=context) as pool:
-        parts = pool.map(_evaluate_shard, [settings] * len(shards), [out_dir] * len(shards), shards)
+        parts = pool.map(functools.partial(_evaluate_shard, settings, out_dir), shards)
         results = [result for part in parts for result in part]
     return write_report(results, settings, started, out_dir)
 

@@ -9,6 +9,7 @@ anything of its own, so a graph tested with the runner here is the graph a robot
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -171,7 +172,10 @@ def write_robot_description(profile: RobotProfile, run_dir: Path) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     path = run_dir / f"{profile.name}.urdf"
     if not path.is_file() or path.read_text() != xml:
-        path.write_text(xml)
+        # Whole or not at all: evaluation workers and graph processes may write and read it at once.
+        partial = path.with_name(f".{path.name}.{os.getpid()}")
+        partial.write_text(xml)
+        partial.replace(path)
     return path
 
 

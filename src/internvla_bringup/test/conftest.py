@@ -8,30 +8,9 @@ from pathlib import Path
 import pytest
 
 from internvla_policy.data import DatasetStatistics
-from internvla_policy.model.tiny import ModelDims, tiny_norm_stats
-from internvla_policy.training.build import new_model, tokenizer_corpus
+from internvla_policy.model.tiny import tiny_norm_stats
+from internvla_policy.training.build import SMALL_MODEL_DIMS, new_model, tokenizer_corpus
 from internvla_policy.training.run_files import save_weights, write_run_metadata
-
-SMALL = ModelDims(
-    qwen_hidden=32,
-    qwen_intermediate=64,
-    qwen_layers=2,
-    qwen_heads=2,
-    qwen_kv_heads=1,
-    vision_hidden=32,
-    vision_intermediate=64,
-    vision_depth=1,
-    vision_heads=2,
-    dino_width=32,
-    dino_heads=2,
-    dino_short_side=56,
-    num_query_tokens=4,
-    action_width=32,
-    action_depth=1,
-    action_heads=2,
-    image_size=56,
-    cot_prompt=None,
-)
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +18,9 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An untrained small model in the released layout (the training builder's, so it runs fast)."""
     run = tmp_path_factory.mktemp("eval") / "small"
     statistics = {"franka": DatasetStatistics.from_json(tiny_norm_stats()["franka"], "tiny statistics")}
-    model, tree = new_model(run, SMALL, {}, tokenizer_corpus(["pick up the blue block"], 224), seed=0)
+    model, tree = new_model(
+        run, SMALL_MODEL_DIMS, {}, tokenizer_corpus(["pick up the blue block"], 224), seed=0
+    )
     write_run_metadata(run, tree, statistics)
     save_weights(run, model, step=0)
     return run

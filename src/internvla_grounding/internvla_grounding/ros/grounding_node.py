@@ -165,14 +165,14 @@ class GroundingNode(Node):
     def _load_model(self) -> None:
         # Imported here, on the worker: torch and transformers take seconds to import, and a bad
         # parameter should be reported before that.
-        from internvla_policy.model import InternVLAM1, load_model_cached
-        from internvla_policy.model.cache import inference_for
+        from internvla_policy.model import load_for_inference
 
         s = self.settings
         start = time.monotonic()
-        load = load_model_cached if s.share_model else InternVLAM1.from_pretrained
         try:
-            model = inference_for(load(s.checkpoint, base_vlm=s.base_vlm, device=s.device, dtype=s.dtype))
+            model = load_for_inference(
+                s.checkpoint, base_vlm=s.base_vlm, device=s.device, dtype=s.dtype, share=s.share_model
+            )
         except Exception as exc:
             self.fatal_error = f"cannot load the model from {s.checkpoint}: {exc}"
             self.get_logger().fatal(self.fatal_error)

@@ -14,8 +14,7 @@ import torch
 
 from internvla_policy.control.action import DIMENSION_NAMES
 from internvla_policy.control.inference import ChunkPrediction
-from internvla_policy.model import InternVLAM1, load_model_cached
-from internvla_policy.model.cache import inference_for
+from internvla_policy.model import InternVLAM1
 from internvla_policy.model.normalization import resolve_unnorm_key
 
 
@@ -29,18 +28,6 @@ def set_torch_threads(requested: int) -> int:
     threads = requested if requested > 0 else max(1, len(os.sched_getaffinity(0)) - 1)
     torch.set_num_threads(threads)
     return threads
-
-
-def load_model(checkpoint: str, base_vlm: str, device: str, dtype: str, share: bool) -> InternVLAM1:
-    """Load a run; with `share`, through the process-wide cache so nodes in one process share weights.
-
-    On a GPU the fast inference path wraps the model (same results, captured CUDA graphs).
-    """
-    if share:
-        model = load_model_cached(checkpoint, base_vlm=base_vlm or None, device=device, dtype=dtype)
-    else:
-        model = InternVLAM1.from_pretrained(checkpoint, base_vlm=base_vlm or None, device=device, dtype=dtype)
-    return inference_for(model)
 
 
 class ModelChunkPolicy:

@@ -8,7 +8,7 @@ Typical use::
     prediction.actions  # [1, 16, 7] in robot units
 """
 
-from .cache import clear_model_cache, load_model_cached
+from .cache import clear_model_cache, load_for_inference, load_model_cached
 from .config import M1Config
 from .errors import CheckpointError
 from .internvla_m1 import ActionPrediction, Answer, InternVLAM1
@@ -21,6 +21,7 @@ __all__ = [
     "InternVLAM1",
     "M1Config",
     "clear_model_cache",
+    "load_for_inference",
     "load_model_cached",
     "unnormalize_actions",
 ]

@@ -63,6 +63,21 @@ def inference_for(model: InternVLAM1) -> InternVLAM1 | FastInference:
         return _fast[id(model)]
 
 
+def load_for_inference(
+    checkpoint: str | Path,
+    *,
+    base_vlm: str | Path | None,
+    device: str | torch.device,
+    dtype: torch.dtype | str,
+    share: bool,
+) -> InternVLAM1 | FastInference:
+    """What a node loads: the run, through the process-wide cache with ``share`` (nodes of one process
+    then hold one copy of the weights), wrapped as :func:`inference_for` decides. An empty
+    ``base_vlm`` keeps the run's own."""
+    load = load_model_cached if share else InternVLAM1.from_pretrained
+    return inference_for(load(checkpoint, base_vlm=base_vlm or None, device=device, dtype=dtype))
+
+
 def clear_model_cache() -> None:
     """Drop every cached model (their memory is freed once no caller holds them)."""
     with _registry_lock:

@@ -196,13 +196,16 @@ class PolicyNode(Node):
     def _load_model(self) -> None:
         """Load and warm up the model off the executor; the node reports STARTING meanwhile."""
         # Imported here so that torch and transformers load on this thread, not before the first status.
-        from internvla_policy.control.model_policy import ModelChunkPolicy, load_model, set_torch_threads
+        from internvla_policy.control.model_policy import ModelChunkPolicy, set_torch_threads
+        from internvla_policy.model import load_for_inference
 
         p = self.params
         try:
             started = time.perf_counter()
             threads = set_torch_threads(p.torch_threads)
-            model = load_model(p.checkpoint, p.base_vlm, p.device, p.dtype, p.share_model)
+            model = load_for_inference(
+                p.checkpoint, base_vlm=p.base_vlm, device=p.device, dtype=p.dtype, share=p.share_model
+            )
             policy = ModelChunkPolicy(
                 model,
                 cfg_scale=p.cfg_scale,

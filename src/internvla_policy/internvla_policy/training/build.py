@@ -49,6 +49,29 @@ DEFAULT_MODEL_DIMS = ModelDims(
 """The built-in model: the released module graph at widths that train on a CPU within an hour.
 112 px views (4x4 Qwen tokens and 8x8 DINO patches each), no chain-of-thought prompt (short inputs),
 and upstream's 64 Q-Former queries: enough of them to carry where things are in both views."""
+SMALL_MODEL_DIMS = ModelDims(
+    qwen_hidden=32,
+    qwen_intermediate=64,
+    qwen_layers=2,
+    qwen_heads=2,
+    qwen_kv_heads=1,
+    vision_hidden=32,
+    vision_intermediate=64,
+    vision_depth=1,
+    vision_heads=2,
+    dino_depth=1,
+    dino_width=32,
+    dino_heads=2,
+    dino_short_side=56,
+    num_query_tokens=4,
+    action_width=32,
+    action_depth=1,
+    action_heads=2,
+    image_size=56,
+    cot_prompt=None,
+)
+"""The smallest model the builder makes that still exercises every module: 56 px views, widths of 32,
+4 queries. Tests train it and run it in closed loop in seconds."""
 TOKENIZER_VOCAB = 1024
 """BPE vocabulary asked of the tokenizer trainer; a small corpus stops merging earlier."""
 POSITION_STD = 0.02  # upstream's trunc_normal/normal std for position tables, tokens and queries

@@ -14,9 +14,10 @@ import torch
 
 from internvla_policy.control.controller import PolicyController
 from internvla_policy.control.inference import InferenceRequest, InferenceWorker
-from internvla_policy.control.model_policy import ModelChunkPolicy, load_model, set_torch_threads
+from internvla_policy.control.model_policy import ModelChunkPolicy, set_torch_threads
 from internvla_policy.control.observation import CameraFrame
 from internvla_policy.control.state import PolicyState
+from internvla_policy.model import load_for_inference
 from internvla_policy.model.normalization import unnormalize_actions
 from internvla_policy.model.tiny import write_tiny_run
 from internvla_policy.vision.imaging import ImageFormatError
@@ -51,7 +52,7 @@ def test_unnormalize_semantics_by_hand():
 @pytest.fixture(scope="module")
 def tiny_policy(tmp_path_factory) -> ModelChunkPolicy:
     run = write_tiny_run(tmp_path_factory.mktemp("tiny"), seed=0)
-    model = load_model(str(run), "", "cpu", "float32", share=True)
+    model = load_for_inference(str(run), base_vlm="", device="cpu", dtype="float32", share=True)
     return ModelChunkPolicy(model, cfg_scale=1.5, ddim_steps=10, seed=0, unnorm_key=None)
 
 

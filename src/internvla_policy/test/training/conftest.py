@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from internvla_policy.data import EpisodeRecord, write_dataset, write_jsonl
-from internvla_policy.model.tiny import ModelDims
 
 REPO = Path(__file__).resolve().parents[4]
 CAMERAS = ("video.scene_camera", "video.wrist_camera")
@@ -23,27 +22,6 @@ ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action
 TASKS = ("pick up the red block", "put the red block in the bowl")
 LENGTHS = (8, 6)
 SQUARE = 8
-TEST_DIMS = ModelDims(
-    qwen_hidden=32,
-    qwen_intermediate=64,
-    qwen_layers=2,
-    qwen_heads=2,
-    qwen_kv_heads=1,
-    vision_hidden=32,
-    vision_intermediate=64,
-    vision_depth=1,
-    vision_heads=2,
-    dino_depth=1,
-    dino_width=32,
-    dino_heads=2,
-    dino_short_side=56,
-    num_query_tokens=4,
-    action_width=32,
-    action_depth=1,
-    action_heads=2,
-    image_size=56,
-    cot_prompt=None,
-)
 
 
 def square_box(frame: int) -> list[int]:

@@ -7,15 +7,17 @@ import torch
 
 from internvla_policy.data import compute_statistics
 from internvla_policy.model.tiny import tiny_norm_stats
-from internvla_policy.training.build import new_model, tokenizer_corpus
+from internvla_policy.training.build import SMALL_MODEL_DIMS, new_model, tokenizer_corpus
 from internvla_policy.training.objective import ANSWER_END, action_condition, diffusion_loss, grounding_loss
 from internvla_policy.training.samples import TrainingData, open_reader, read_grounding
 
-from .conftest import ACTION_KEYS, CAMERAS, TASKS, TEST_DIMS
+from .conftest import ACTION_KEYS, CAMERAS, TASKS
 
 
 def _model(tmp_path):
-    model, _ = new_model(tmp_path / "run", TEST_DIMS, tiny_norm_stats(), tokenizer_corpus(TASKS, 64), seed=0)
+    model, _ = new_model(
+        tmp_path / "run", SMALL_MODEL_DIMS, tiny_norm_stats(), tokenizer_corpus(TASKS, 64), seed=0
+    )
     return model
 
 
@@ -61,7 +63,9 @@ def test_full_guidance_dropout_ignores_the_condition(tmp_path) -> None:
     net = _model(tmp_path).action_model.net
     torch.nn.init.normal_(net.final_layer.linear.weight)
     actions = torch.rand(3, 16, 7) * 2 - 1
-    first, second = (torch.randn(3, TEST_DIMS.num_query_tokens, TEST_DIMS.action_width) for _ in range(2))
+    first, second = (
+        torch.randn(3, SMALL_MODEL_DIMS.num_query_tokens, SMALL_MODEL_DIMS.action_width) for _ in range(2)
+    )
 
     def loss(condition: torch.Tensor, dropout: float) -> float:
         generator = torch.Generator().manual_seed(3)

@@ -13,14 +13,14 @@ from internvla_policy.model import InternVLAM1
 from internvla_policy.model.checkpoint import read_state_dict
 from internvla_policy.model.tiny import write_tiny_run
 from internvla_policy.training import DataSpec, ModelSource, TrainSettings, train_run
-from internvla_policy.training.build import new_model, tokenizer_corpus
+from internvla_policy.training.build import SMALL_MODEL_DIMS, new_model, tokenizer_corpus
 from internvla_policy.training.cli import main
 from internvla_policy.training.pipeline import GroundingTask
 from internvla_policy.training.run_files import LOG_FILE, save_weights, write_run_metadata
 from internvla_policy.training.samples import TrainingData, open_reader, read_grounding
 from internvla_policy.training.trainer import Trainer
 
-from .conftest import ACTION_KEYS, CAMERAS, TASKS, TEST_DIMS
+from .conftest import ACTION_KEYS, CAMERAS, TASKS
 
 SETTINGS = TrainSettings(
     steps=6,
@@ -39,7 +39,9 @@ def test_saved_weights_reload_bit_for_bit_through_the_released_loader(tmp_path, 
     reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
     statistics = compute_statistics(reader)
     run = tmp_path / "run"
-    model, tree = new_model(run, TEST_DIMS, {"franka": statistics.to_json()}, tokenizer_corpus(TASKS, 64), 0)
+    model, tree = new_model(
+        run, SMALL_MODEL_DIMS, {"franka": statistics.to_json()}, tokenizer_corpus(TASKS, 64), 0
+    )
     with torch.no_grad():
         for parameter in model.parameters():  # make every weight distinct from its initial value
             parameter.add_(0.01 * torch.randn_like(parameter))
@@ -59,7 +61,7 @@ def test_saved_weights_reload_bit_for_bit_through_the_released_loader(tmp_path, 
 
 def _trainer(run, state, dataset, model=None) -> Trainer:
     if model is None:
-        model, tree = new_model(run, TEST_DIMS, {}, tokenizer_corpus(TASKS, 64), SETTINGS.seed)
+        model, tree = new_model(run, SMALL_MODEL_DIMS, {}, tokenizer_corpus(TASKS, 64), SETTINGS.seed)
         reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
         write_run_metadata(run, tree, {"franka": compute_statistics(reader)})
     reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
@@ -93,7 +95,7 @@ def test_train_run_writes_a_loadable_run_with_its_settings(tmp_path, dataset) ->
         spec,
         tmp_path / "run",
         SETTINGS,
-        ModelSource(dims=TEST_DIMS, texts=TASKS),
+        ModelSource(dims=SMALL_MODEL_DIMS, texts=TASKS),
         grounding=GROUNDING,
         log=print,
     )
