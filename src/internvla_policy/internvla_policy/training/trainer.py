@@ -30,6 +30,31 @@ from .samples import TrainingData
 
 PRINT_EVERY_RECORDS = 10
 """Every tenth logged record is also printed, so the console log shows the loss curve."""
+VLM_MODULE = "qwen_vl_interface"
+
+
+def clip_groups(model: InternVLAM1) -> dict[str, list[torch.nn.Parameter]]:
+    """The trainable parameters split into the VLM and the action path (DINO, Q-Former, DiT).
+
+    Each group's gradient is clipped on its own. Under one global clip, a from-scratch Qwen's lower
+    layers (whose gradients from the action loss reached norms of 10^3 while the DiT's were 10^-1)
+    set the scale for everything: the action path's gradients were shrunk to the size of Adam's
+    epsilon, and the built-in model trained that way learnt the unconditional action distribution
+    (its loss was the same with its condition tokens shuffled across the batch).
+    """
+    groups: dict[str, list[torch.nn.Parameter]] = {"vlm": [], "action": []}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            groups["vlm" if name.startswith(VLM_MODULE + ".") else "action"].append(parameter)
+    return groups
+
+
+def clip_gradients(groups: dict[str, list[torch.nn.Parameter]], limit: float) -> dict[str, float]:
+    """Clip each group's gradient to norm ``limit``; returns ``{group}_grad_norm`` before clipping."""
+    return {
+        f"{name}_grad_norm": torch.nn.utils.clip_grad_norm_(parameters, limit).item()
+        for name, parameters in groups.items()
+    }
 
 
 @dataclass(frozen=True)
@@ -50,6 +75,7 @@ class TrainSettings:
     """Grounding questions per step (0: no grounding loss)."""
     grounding_weight: float = 0.5
     grad_clip: float = 1.0
+    """Gradient-norm limit, applied to each of ``clip_groups`` separately."""
     seed: int = 0
     time_limit_s: float = 0.0
     """Stop (and finish the schedule) after this much training time; 0 means steps alone decide."""
@@ -110,6 +136,7 @@ class Trainer:
             lr=settings.learning_rate,
             weight_decay=settings.weight_decay,
         )
+        self.clip_groups = clip_groups(model)
         self.generator = torch.Generator().manual_seed(settings.seed)
         self.rng = np.random.default_rng(settings.seed)
         self.step = 0
@@ -146,7 +173,8 @@ class Trainer:
         return s.learning_rate * (s.min_lr_ratio + (1 - s.min_lr_ratio) * cosine)
 
     def train_step(self) -> dict[str, float]:
-        """One optimiser step on a fresh batch; returns the losses."""
+        """One optimiser step on a fresh batch; returns the losses and each clip group's gradient norm
+        (before clipping)."""
         s, model = self.settings, self.model
         batch = self.data.action_batch(self.rng, s.batch_size, s.overlay_probability)
         condition = action_condition(model, batch.views, batch.instructions)
@@ -171,7 +199,7 @@ class Trainer:
             group["lr"] = self.learning_rate()
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        losses |= clip_gradients(self.clip_groups, s.grad_clip)
         self.optimizer.step()
         return {"loss": loss.item(), **losses}
 
