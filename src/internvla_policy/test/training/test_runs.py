@@ -18,7 +18,7 @@ from internvla_policy.training.cli import main
 from internvla_policy.training.pipeline import GroundingTask
 from internvla_policy.training.run_files import LOG_FILE, save_weights, write_run_metadata
 from internvla_policy.training.samples import TrainingData, open_reader, read_grounding
-from internvla_policy.training.trainer import Trainer
+from internvla_policy.training.trainer import Trainer, clip_gradients, clip_groups
 
 from .conftest import ACTION_KEYS, CAMERAS, TASKS
 
@@ -134,3 +134,22 @@ def test_command_line_errors_name_the_problem(tmp_path, dataset, capsys) -> None
     assert "video.nope" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size must be positive"):
         TrainSettings(batch_size=0)
+
+
+def test_the_vlm_and_the_action_path_are_clipped_on_their_own(tmp_path) -> None:
+    model, _ = new_model(tmp_path, SMALL_MODEL_DIMS, {}, tokenizer_corpus(TASKS, 64), seed=0)
+    groups = clip_groups(model)
+    names = {id(p): name for name, p in model.named_parameters()}
+    assert {names[id(p)].split(".")[0] for p in groups["vlm"]} == {"qwen_vl_interface"}
+    assert "qwen_vl_interface" not in {names[id(p)].split(".")[0] for p in groups["action"]}
+    assert len(groups["vlm"]) + len(groups["action"]) == sum(p.requires_grad for p in model.parameters())
+    for parameter in model.parameters():
+        parameter.grad = torch.full_like(parameter, 1e3 if id(parameter) in map(id, groups["vlm"]) else 1e-4)
+    action_before = [p.grad.clone() for p in groups["action"]]
+    norms = clip_gradients(groups, 1.0)
+    assert norms["vlm_grad_norm"] > 1e3 and norms["action_grad_norm"] < 1.0
+    # a huge VLM gradient is brought to the limit without shrinking the action path's small one
+    assert torch.linalg.vector_norm(
+        torch.cat([p.grad.flatten() for p in groups["vlm"]])
+    ).item() == pytest.approx(1.0, rel=1e-3)
+    assert all(torch.equal(p.grad, before) for p, before in zip(groups["action"], action_before, strict=True))
