@@ -42,6 +42,7 @@ from internvla_grounding.prompts import DEFAULT_TEMPLATES, GroundingKind, render
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training import DataSpec, GroundingTask, ModelSource, TrainSettings, train_run
 from internvla_policy.training.build import BASE_VLM_DIR, DEFAULT_MODEL_DIMS
+from internvla_policy.training.diagnostics import USAGE_FILE, run_condition_usage, write_usage
 from internvla_policy.training.run_files import LOG_FILE
 from internvla_policy.training.samples import grounding_answer, read_grounding
 
@@ -140,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         log=log,
     )
+    usage = run_condition_usage(run_dir)
+    write_usage(run_dir, usage)
+    log(f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}")
     evaluation = Evaluator(
         EvalSettings(checkpoint=str(run_dir), episodes=args.eval_episodes), args.work / "eval", log
     ).run(args.work / "eval")
@@ -181,7 +185,14 @@ def publish(run_dir: Path, checkpoint: Path, out: Path) -> None:
     """Replace ``out`` with the run's loadable files (config, statistics, base VLM, weights), card and log."""
     shutil.rmtree(out, ignore_errors=True)
     (out / "checkpoints").mkdir(parents=True)
-    for name in ("config.yaml", "dataset_statistics.json", "MODEL_CARD.md", SUMMARY_FILE, LOG_FILE):
+    for name in (
+        "config.yaml",
+        "dataset_statistics.json",
+        "MODEL_CARD.md",
+        SUMMARY_FILE,
+        LOG_FILE,
+        USAGE_FILE,
+    ):
         shutil.copy2(run_dir / name, out / name)
     shutil.copytree(run_dir / BASE_VLM_DIR, out / BASE_VLM_DIR)
     shutil.copy2(checkpoint, out / "checkpoints" / checkpoint.name)
@@ -234,15 +245,18 @@ frame.
 {last["step"]} steps of batch {SETTINGS.batch_size} (x{SETTINGS.repeated_diffusion_steps} diffusion
 samples each) in {summary["train_s"] / 60:.1f} min on CPU ({summary["total_s"] / 60:.1f} min for the whole
 command including recording and a short evaluation). AdamW, learning rate {SETTINGS.learning_rate} with
-warm-up and cosine decay.
-Spatial guidance: half of the samples show the target boxes drawn on the scene view (the policy's
-`overlay` mode), and every step co-trains the grounding answer (batch {SETTINGS.grounding_batch_size},
-weight {SETTINGS.grounding_weight}) to the grounding node's box prompt.
+warm-up and cosine decay; gradients clipped to norm {SETTINGS.grad_clip} separately for the VLM and
+the action path (`train_log.jsonl` logs both norms). Spatial guidance: half of the samples show the
+target boxes drawn on the scene view (the policy's `overlay` mode), and every step co-trains the
+grounding answer (batch {SETTINGS.grounding_batch_size}, weight {SETTINGS.grounding_weight}) to the
+grounding node's box prompt.
 
 | | first logged (step {first["step"]}) | last (step {last["step"]}) |
 |---|---|---|
 | action diffusion loss | {first["action_loss"]:.4f} | {last["action_loss"]:.4f} |
 | grounding answer loss | {first["grounding_loss"]:.4f} | {last["grounding_loss"]:.4f} |
+
+{_usage_line(run_dir)}
 
 Parameters: {parameters:,}. Dimensions:
 {dims}
@@ -261,6 +275,20 @@ grounding, {_pct(evaluation["success_rate_no_guidance"])} with guidance `{NO_GUI
 Reproduce: `python -m internvla_bringup.default_model` (training), `internvla eval --episodes 50`
 (evaluation).
 """
+
+
+def _usage_line(run_dir: Path) -> str:
+    """What the card says about whether the model acts on its inputs (``condition_usage.json``)."""
+    path = run_dir / USAGE_FILE
+    if not path.is_file():
+        return "Condition usage: not measured (`python -m internvla_policy.training.diagnostics RUN`)."
+    usage = json.loads(path.read_text())
+    return (
+        f"Does it act on what it sees? On {usage['samples']} training samples the action loss is "
+        f"{usage['own']:.4f} with each sample's own condition, {usage['shuffled']:.4f} with the conditions "
+        f'shuffled across the batch and {usage["uncondition"]:.4f} with the learned "no condition" '
+        f"(gain {usage['gain']:.1%}; `python -m internvla_policy.training.diagnostics`)."
+    )
 
 
 def _pct(value: float | None) -> str:

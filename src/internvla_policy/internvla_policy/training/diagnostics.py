@@ -103,6 +103,13 @@ def run_condition_usage(
     return condition_usage(model, data, batches=batches)
 
 
+def write_usage(run: Path, usage: ConditionUsage) -> Path:
+    """``run/condition_usage.json``, which the built-in model's card reports."""
+    path = run / USAGE_FILE
+    path.write_text(json.dumps(usage.to_json(), indent=2) + "\n")
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m internvla_policy.training.diagnostics", description=__doc__.split("\n")[0]
@@ -117,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DatasetError, CheckpointError, FileNotFoundError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    (args.run / USAGE_FILE).write_text(json.dumps(usage.to_json(), indent=2) + "\n")
+    write_usage(args.run, usage)
     print(
         f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}, "
         f"none {usage.uncondition:.4f} (gain {usage.gain:.1%}, {usage.samples} samples)"
