@@ -30,6 +30,8 @@ from .objective import action_condition, diffusion_loss
 from .samples import TrainingData, open_reader
 
 USAGE_FILE = "condition_usage.json"
+DEFAULT_EPISODES = 16
+"""Episodes scored when none are named: the run's first ones (decoding them all takes minutes)."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +86,8 @@ def condition_usage(
 def run_condition_usage(
     run: Path, dataset: Path | None = None, episodes: list[int] | None = None, batches: int = 8
 ) -> ConditionUsage:
-    """Load ``run`` and score it on ``dataset`` (default: its training data, as its config records)."""
+    """Load ``run`` and score it on ``episodes`` of ``dataset`` (default: the first ``DEFAULT_EPISODES``
+    of its training data, as its config records)."""
     model = InternVLAM1.from_pretrained(run).eval()
     data_spec = model.config.raw.get("trainer", {}).get("data")
     if data_spec is None:
@@ -92,13 +95,11 @@ def run_condition_usage(
     root = Path(dataset or data_spec["root"])
     unnorm_key = data_spec["unnorm_key"]
     statistics = DatasetStatistics.from_json(model.norm_stats[unnorm_key], f"norm_stats[{unnorm_key!r}]")
-    reader = open_reader(
-        root,
-        data_spec["camera_keys"],
-        data_spec["action_keys"],
-        model.horizon,
-        episodes if episodes is not None else data_spec.get("episodes"),
-    )
+    keys = (data_spec["camera_keys"], data_spec["action_keys"], model.horizon)
+    if episodes is None:
+        trained = open_reader(root, *keys, data_spec.get("episodes")).episode_indices
+        episodes = list(trained[:DEFAULT_EPISODES])
+    reader = open_reader(root, *keys, episodes)
     data = TrainingData(reader, statistics, None, log=lambda _: None)
     return condition_usage(model, data, batches=batches)
 
@@ -116,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run", type=Path, help="run folder (released layout, trained by this package)")
     parser.add_argument("--dataset", type=Path, help="LeRobot dataset (default: the run's training data)")
-    parser.add_argument("--episodes", type=int, nargs="*", help="episode indices (default: the run's)")
+    parser.add_argument(
+        "--episodes", type=int, nargs="*", help="episode indices (default: the run's first 16)"
+    )
     parser.add_argument("--batches", type=int, default=8, help="batches of 16 samples to score")
     args = parser.parse_args(argv)
     try:
