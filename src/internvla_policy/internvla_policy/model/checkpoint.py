@@ -68,7 +68,8 @@ def _pick_checkpoint(run_dir: Path, step: int | None) -> Path:
     found: dict[int, list[Path]] = {}
     for candidate in sorted(folder.iterdir()) if folder.is_dir() else []:
         match = CHECKPOINT_NAME.match(candidate.name)
-        if match:
+        # a dangling link is skipped: a symlink install keeps links to weights a retrained run removed
+        if match and candidate.is_file():
             found.setdefault(int(match.group(1)), []).append(candidate)
     if not found:
         raise FileNotFoundError(

@@ -135,6 +135,13 @@ def test_newest_step_is_default_and_step_selects(tmp_path: Path, tiny_run: Path)
         locate_run(run, step=3)
 
 
+def test_a_dangling_link_to_a_removed_newer_step_is_skipped(tmp_path: Path, tiny_run: Path) -> None:
+    """What a symlink install of a retrained run leaves behind: a link to weights that are gone."""
+    run = make_run(tiny_run, tmp_path / "run", tiny_state(tiny_run), "steps_10_pytorch_model.pt")
+    (run / "checkpoints" / "steps_99_pytorch_model.pt").symlink_to(tmp_path / "removed.pt")
+    assert locate_run(run).checkpoint.name == "steps_10_pytorch_model.pt"
+
+
 # --------------------------------------------------------------------- refusals
 
 
