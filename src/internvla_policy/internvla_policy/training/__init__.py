@@ -5,7 +5,9 @@ small built-in model's training.
 - ``samples``: frames, normalised action chunks and grounding questions from a dataset, in batches.
 - ``objective``: the action diffusion loss (repeated diffusion steps, guidance dropout) and the
   grounding answer loss.
-- ``trainer``: AdamW, schedule, progress bar, log, checkpoints in the released layout, resume.
+- ``trainer``: AdamW, schedule, gradient clipping per component, progress bar, log, checkpoints in
+  the released layout, resume.
+- ``diagnostics``: whether a trained model acts on its inputs (its loss with shuffled conditions).
 - ``pipeline`` and ``cli``: a whole run on a dataset (``python -m internvla_policy.training``).
 """
 
