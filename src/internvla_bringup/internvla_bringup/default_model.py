@@ -42,7 +42,7 @@ from internvla_grounding.prompts import DEFAULT_TEMPLATES, GroundingKind, render
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training import DataSpec, GroundingTask, ModelSource, TrainSettings, train_run
 from internvla_policy.training.build import BASE_VLM_DIR, DEFAULT_MODEL_DIMS
-from internvla_policy.training.diagnostics import USAGE_FILE, run_condition_usage, write_usage
+from internvla_policy.training.diagnostics import USAGE_FILE, run_diagnostics, write_usage
 from internvla_policy.training.run_files import LOG_FILE
 from internvla_policy.training.samples import grounding_answer, read_grounding
 
@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
         resume=args.resume,
         log=log,
     )
-    usage = run_condition_usage(run_dir)
-    write_usage(run_dir, usage)
+    usage, open_loop = run_diagnostics(run_dir)
+    write_usage(run_dir, usage, open_loop)
     log(f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}")
     evaluation = Evaluator(
         EvalSettings(checkpoint=str(run_dir), episodes=args.eval_episodes), args.work / "eval", log
@@ -283,11 +283,14 @@ def _usage_line(run_dir: Path) -> str:
     if not path.is_file():
         return "Condition usage: not measured (`python -m internvla_policy.training.diagnostics RUN`)."
     usage = json.loads(path.read_text())
+    open_loop = usage["open_loop"]
     return (
         f"Does it act on what it sees? On {usage['samples']} training samples the action loss is "
         f"{usage['own']:.4f} with each sample's own condition, {usage['shuffled']:.4f} with the conditions "
         f'shuffled across the batch and {usage["uncondition"]:.4f} with the learned "no condition" '
-        f"(gain {usage['gain']:.1%}; `python -m internvla_policy.training.diagnostics`)."
+        f"(gain {usage['gain']:.1%}). Open loop on recorded frames, its chunks' first steps are off by "
+        f"{open_loop['model_m'] * 1e3:.1f} mm against {open_loop['mean_action_m'] * 1e3:.1f} mm for the "
+        f"data's mean action (`python -m internvla_policy.training.diagnostics`)."
     )
 
 

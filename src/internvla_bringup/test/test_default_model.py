@@ -17,7 +17,7 @@ from internvla_bringup.evaluation import EpisodeResult, EvalSettings, summarize
 from internvla_bringup.sim.record import record_expert_dataset
 from internvla_policy.model import InternVLAM1
 from internvla_policy.model.checkpoint import locate_run
-from internvla_policy.training.diagnostics import USAGE_FILE, ConditionUsage, write_usage
+from internvla_policy.training.diagnostics import USAGE_FILE, ConditionUsage, OpenLoopError, write_usage
 from internvla_policy.training.run_files import LOG_FILE
 
 
@@ -46,7 +46,11 @@ def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
     summary = {"steps": 20, "train_s": 600.0, "total_s": 900.0, "episodes": 3, "frames": 250, "fps": 10}
     (run / SUMMARY_FILE).write_text(json.dumps({**summary, "expert_success_rate": 1.0, "image_size": 224}))
     (run / "MODEL_CARD.md").write_text("placeholder")
-    write_usage(run, ConditionUsage(own=0.08, shuffled=0.1, uncondition=0.11, samples=128))
+    write_usage(
+        run,
+        ConditionUsage(own=0.08, shuffled=0.1, uncondition=0.11, samples=128),
+        OpenLoopError(model_m=0.0038, mean_action_m=0.0092, frames=30),
+    )
     out = tmp_path / "published"
     publish(run, locate_run(run).checkpoint, out)
     assert sorted(p.name for p in out.iterdir()) == sorted(
@@ -75,4 +79,5 @@ def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
     assert "success 100% with `overlay` guidance" in card and "0% with guidance `off`" in card
     assert "| action diffusion loss | 0.5000 | 0.2500 |" in card and "20 steps of batch 16" in card
     assert "On 128 training samples the action loss is 0.0800" in card and "(gain 20.0%" in card
+    assert "off by 3.8 mm against 9.2 mm" in card
     assert "| pick | 1 | 100% | 0% |" in card and "grounding box IoU\n0.50" in card

@@ -11,7 +11,7 @@ from internvla_policy.data import compute_statistics
 from internvla_policy.model.tiny import tiny_norm_stats
 from internvla_policy.training import DataSpec, ModelSource, TrainSettings, train_run
 from internvla_policy.training.build import SMALL_MODEL_DIMS, new_model, tokenizer_corpus
-from internvla_policy.training.diagnostics import USAGE_FILE, condition_usage, main
+from internvla_policy.training.diagnostics import USAGE_FILE, condition_usage, main, open_loop_error
 from internvla_policy.training.samples import TrainingData, open_reader
 
 from .conftest import ACTION_KEYS, CAMERAS, TASKS
@@ -30,6 +30,17 @@ def test_a_new_model_predicts_the_same_whatever_its_condition(tmp_path, dataset)
     # the DiT's zero-initialised last layer predicts zero noise for every condition
     assert usage.own == usage.shuffled == usage.uncondition
     assert usage.gain == 0.0 and usage.samples == 8
+
+
+def test_open_loop_error_against_a_hand_computed_mean_action_baseline(tmp_path, dataset) -> None:
+    model, _ = new_model(tmp_path, SMALL_MODEL_DIMS, tiny_norm_stats(), tokenizer_corpus(TASKS, 64), seed=0)
+    reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
+    result = open_loop_error(model.eval(), reader, "franka")
+    # frame 0 of each episode (8 and 6 frames); x moves 0.01 m a step, y -0.002 m times the frame, z 0
+    mean_y = -0.002 * (sum(range(8)) + sum(range(6))) / 14
+    per_frame = sum(abs(mean_y + 0.002 * k) for k in range(4)) / 12
+    assert result.frames == 2 and result.mean_action_m == pytest.approx(per_frame, rel=1e-6)
+    assert np.isfinite(result.model_m) and result.model_m > 0
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +62,7 @@ def test_the_command_line_scores_a_run_on_its_training_data(trained_run, capsys)
     report = json.loads((trained_run / USAGE_FILE).read_text())
     assert report["samples"] == 64
     assert len({report["own"], report["shuffled"], report["uncondition"]}) == 3
+    assert report["open_loop"]["frames"] == 2 and report["open_loop"]["mean_action_m"] > 0
     assert np.isclose(report["gain"], 1 - report["own"] / report["shuffled"])
     assert f"gain {report['gain']:.1%}" in capsys.readouterr().out
 
