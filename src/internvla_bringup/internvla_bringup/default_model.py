@@ -42,7 +42,7 @@ from internvla_grounding.prompts import DEFAULT_TEMPLATES, GroundingKind, render
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training import DataSpec, GroundingTask, ModelSource, TrainSettings, train_run
 from internvla_policy.training.build import BASE_VLM_DIR, DEFAULT_MODEL_DIMS
-from internvla_policy.training.diagnostics import USAGE_FILE, run_diagnostics, write_usage
+from internvla_policy.training.diagnostics import USAGE_FILE, describe, run_diagnostics, write_usage
 from internvla_policy.training.run_files import LOG_FILE
 from internvla_policy.training.samples import grounding_answer, read_grounding
 
@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     usage, open_loop = run_diagnostics(run_dir)
     write_usage(run_dir, usage, open_loop)
-    log(f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}")
+    log(describe(usage, open_loop))
     evaluation = Evaluator(
         EvalSettings(checkpoint=str(run_dir), episodes=args.eval_episodes), args.work / "eval", log
     ).run(args.work / "eval")

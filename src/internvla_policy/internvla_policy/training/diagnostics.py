@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from internvla_policy.data import DatasetError, DatasetStatistics, LeRobotDataset
+from internvla_policy.data import DatasetError, DatasetStatistics
 from internvla_policy.data.lerobot import chunk_steps
 from internvla_policy.model import CheckpointError, InternVLAM1
 
@@ -77,23 +77,21 @@ class OpenLoopError:
 
 def open_loop_error(
     model: InternVLAM1,
-    reader: LeRobotDataset,
+    data: TrainingData,
     unnorm_key: str,
     *,
     stride: int = OPEN_LOOP_STRIDE,
     seed: int = 0,
 ) -> OpenLoopError:
-    """Chunks sampled (guidance 1.5, 10 DDIM steps, as the node) on every ``stride``-th recorded frame."""
-    episodes = list(reader.episode_indices)
-    recorded = {episode: reader.actions(episode) for episode in episodes}
+    """Chunks sampled (guidance 1.5, 10 DDIM steps, as the node) on every ``stride``-th recorded frame,
+    against the recorded (unnormalised) actions; the frames are the ones ``data`` holds decoded."""
+    recorded = {episode: data.reader.actions(episode) for episode in data.episodes}
     mean = np.concatenate(list(recorded.values()))[:, :3].mean(axis=0)
     model_errors, mean_errors = [], []
-    for episode in episodes:
-        actions = recorded[episode]
+    for episode, actions in recorded.items():
         for frame in range(0, len(actions), stride):
-            views = [reader.image(episode, camera, frame) for camera in reader.cameras(episode)]
             chunk = model.predict_action(
-                [views], [reader.instruction(episode)], seed=seed, unnorm_key=unnorm_key
+                [data.views(episode, frame)], [data.instructions[episode]], seed=seed, unnorm_key=unnorm_key
             ).actions[0]
             truth = actions[chunk_steps(frame, OPEN_LOOP_STEPS, len(actions)), :3]
             model_errors.append(np.abs(chunk[:OPEN_LOOP_STEPS, :3] - truth).mean())
@@ -150,7 +148,7 @@ def run_diagnostics(
         episodes = list(trained[:DEFAULT_EPISODES])
     reader = open_reader(root, *keys, episodes)
     data = TrainingData(reader, statistics, None, log=lambda _: None)
-    return condition_usage(model, data, batches=batches), open_loop_error(model, reader, unnorm_key)
+    return condition_usage(model, data, batches=batches), open_loop_error(model, data, unnorm_key)
 
 
 def write_usage(run: Path, usage: ConditionUsage, open_loop: OpenLoopError) -> Path:
@@ -158,6 +156,16 @@ def write_usage(run: Path, usage: ConditionUsage, open_loop: OpenLoopError) -> P
     path = run / USAGE_FILE
     path.write_text(json.dumps({**usage.to_json(), "open_loop": open_loop.to_json()}, indent=2) + "\n")
     return path
+
+
+def describe(usage: ConditionUsage, open_loop: OpenLoopError) -> str:
+    """Both measures in one line, for consoles and logs."""
+    return (
+        f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}, "
+        f"none {usage.uncondition:.4f} (gain {usage.gain:.1%}, {usage.samples} samples); open loop "
+        f"{open_loop.model_m * 1e3:.1f} mm vs {open_loop.mean_action_m * 1e3:.1f} mm for the mean action "
+        f"({open_loop.frames} frames)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -177,12 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     write_usage(args.run, usage, open_loop)
-    print(
-        f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}, "
-        f"none {usage.uncondition:.4f} (gain {usage.gain:.1%}, {usage.samples} samples); open loop "
-        f"{open_loop.model_m * 1e3:.1f} mm vs {open_loop.mean_action_m * 1e3:.1f} mm for the mean action "
-        f"({open_loop.frames} frames)"
-    )
+    print(describe(usage, open_loop))
     return 0
 
 

@@ -34,8 +34,7 @@ def test_a_new_model_predicts_the_same_whatever_its_condition(tmp_path, dataset)
 
 def test_open_loop_error_against_a_hand_computed_mean_action_baseline(tmp_path, dataset) -> None:
     model, _ = new_model(tmp_path, SMALL_MODEL_DIMS, tiny_norm_stats(), tokenizer_corpus(TASKS, 64), seed=0)
-    reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
-    result = open_loop_error(model.eval(), reader, "franka")
+    result = open_loop_error(model.eval(), _data(dataset), "franka")
     # frame 0 of each episode (8 and 6 frames); x moves 0.01 m a step, y -0.002 m times the frame, z 0
     mean_y = -0.002 * (sum(range(8)) + sum(range(6))) / 14
     per_frame = sum(abs(mean_y + 0.002 * k) for k in range(4)) / 12
