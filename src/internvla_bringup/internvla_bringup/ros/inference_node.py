@@ -11,13 +11,14 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.logging import get_logger
 
 from internvla_grounding.ros.grounding_node import GroundingNode
 from internvla_grounding.settings import SettingsError
 from internvla_policy.control.config import ConfigError
 from internvla_policy.ros.policy_node import PolicyNode
+from internvla_policy.ros.shutdown import interruptible
 
 GROUNDING_NAME = "grounding"
 POLICY_NAME = "policy"
@@ -36,9 +37,8 @@ def main(args: list[str] | None = None) -> int:
         executor.add_node(grounding)
         executor.add_node(policy)
         try:
-            executor.spin()
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+            with interruptible():
+                executor.spin()
         finally:
             policy.shutdown()
             grounding.worker.stop()

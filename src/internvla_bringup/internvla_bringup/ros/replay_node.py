@@ -64,7 +64,6 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.exceptions import InvalidParameterTypeException, InvalidTopicNameException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
@@ -74,6 +73,7 @@ from std_msgs.msg import Header, String
 from internvla_msgs.msg import ActionChunk
 from internvla_policy.data import ActionErrorLog, DatasetError, FrameStamps, ReplayEpisode
 from internvla_policy.ros.msg_conversions import array_to_image
+from internvla_policy.ros.shutdown import interruptible
 
 NODE_NAME = "replay_node"
 DEFAULT_ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_close")
@@ -427,10 +427,9 @@ def main(args: list[str] | None = None) -> int:
             rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {err}")
             return 2
         try:
-            while rclpy.ok() and not node.done:
-                rclpy.spin_once(node, timeout_sec=0.1)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+            with interruptible():
+                while rclpy.ok() and not node.done:
+                    rclpy.spin_once(node, timeout_sec=0.1)
         finally:
             node.data.reader.close()
             node.destroy_node()

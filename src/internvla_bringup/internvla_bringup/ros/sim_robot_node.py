@@ -40,7 +40,6 @@ import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.duration import Duration
 from rclpy.exceptions import InvalidParameterValueException
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
 from rclpy.time import Time
@@ -53,6 +52,7 @@ from internvla_bringup.sim.assets import ROBOT_NAMES
 from internvla_bringup.sim.env import SimEnv
 from internvla_bringup.sim.servo import TrajectoryPoint
 from internvla_bringup.sim.tasks import parse_instruction
+from internvla_policy.ros.shutdown import interruptible
 
 MAX_CATCH_UP_S = 0.1  # physics never runs more than this behind in one tick (after a stall it slips)
 MAX_COMMAND_AGE_S = 1.0
@@ -315,13 +315,14 @@ def main(args: list[str] | None = None) -> int:
         with rclpy.init(args=args):
             node = SimRobotNode()
             try:
-                rclpy.spin(node)
+                with interruptible():
+                    rclpy.spin(node)
             finally:
                 node.destroy_node()
     except ParameterError as exc:
         print(f"sim_robot_node: {exc}", file=sys.stderr)
         return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
+    except KeyboardInterrupt:  # while the scene was still being built
         pass
     return 0
 

@@ -34,7 +34,7 @@ import numpy as np
 import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import MultiThreadedExecutor
 from rclpy.logging import get_logger
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, qos_profile_sensor_data
@@ -52,6 +52,7 @@ from internvla_policy.ros.msg_conversions import (
     intrinsics_from_camera_info,
     result_to_spatial_prompt,
 )
+from internvla_policy.ros.shutdown import interruptible
 from internvla_policy.vision.annotate import draw_grounding
 from internvla_policy.vision.geometry import ParseStatus
 from internvla_policy.vision.imaging import ImageFormatError
@@ -370,9 +371,8 @@ def main(args: list[str] | None = None) -> int:
             try:
                 executor = MultiThreadedExecutor(num_threads=4)
                 executor.add_node(node)
-                executor.spin()
-            except (KeyboardInterrupt, ExternalShutdownException):
-                pass
+                with interruptible():
+                    executor.spin()
             finally:
                 node.worker.stop()
             return 1 if node.fatal_error else 0

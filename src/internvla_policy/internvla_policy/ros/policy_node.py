@@ -85,7 +85,6 @@ import numpy as np
 import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
@@ -109,6 +108,7 @@ from internvla_policy.ros.msg_conversions import (
     image_to_rgb,
     spatial_prompt_to_result,
 )
+from internvla_policy.ros.shutdown import interruptible
 from internvla_policy.vision.imaging import ImageFormatError
 
 NODE_NAME = "internvla_policy"
@@ -401,9 +401,8 @@ def main(args: list[str] | None = None) -> int:
             rclpy.logging.get_logger(NODE_NAME).fatal(f"cannot start: {exc}")
             return 2
         try:
-            rclpy.spin(node)
-        except (KeyboardInterrupt, ExternalShutdownException):
-            pass
+            with interruptible():
+                rclpy.spin(node)
         finally:
             node.shutdown()
             node.destroy_node()
