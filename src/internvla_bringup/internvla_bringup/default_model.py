@@ -1,7 +1,8 @@
 """Train the built-in default model end to end on a CPU, within a time budget (60 min by default).
 
 1. Record scripted-expert demonstrations of the task family in the simulator (LeRobot v2.1, scene and
-   wrist cameras at 224 px, grounding labels on every frame).
+   wrist cameras at 224 px, grounding labels on every frame), most of them from random arm poses and
+   with the executed path pushed off now and then (``RANDOM_START``, ``PERTURBATION``).
 2. Compute the action statistics and train a small InternVLA-M1 from scratch
    (``internvla_policy.training.DEFAULT_MODEL_DIMS``): the action diffusion loss on views that show the
    target boxes half of the time (drawn as the policy's ``overlay`` mode draws the grounding), co-trained
@@ -34,7 +35,7 @@ import torch
 
 from internvla_bringup.checkpoints import cache_dir
 from internvla_bringup.evaluation import NO_GUIDANCE, EvalSettings, Evaluator
-from internvla_bringup.sim.record import ACTION_KEYS, record_expert_dataset
+from internvla_bringup.sim.record import ACTION_KEYS, Perturbation, record_expert_dataset
 from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import BLOCK_COLOURS, BOWL, block_name
 from internvla_bringup.sim.tasks import DEFAULT_KINDS, Task
@@ -52,6 +53,12 @@ CAMERA_KEYS = (f"video.{SCENE_CAMERA}", "video.wrist_camera")
 UNNORM_KEY = "franka"
 IMAGE_SIZE = 224
 GROUNDING_TEMPLATE = DEFAULT_TEMPLATES[GroundingKind.BOX]
+RANDOM_START = 0.75
+"""Fraction of the demonstrations that start from a random arm pose. From home only, the arm's position
+on its way tells where the target is, and a model trained on that never learns to look for it (the
+second published model moved the same way from home whatever the scene)."""
+PERTURBATION = Perturbation(probability=0.05)
+"""DART-style pushes of the executed path, so the data also shows the way back to the expert's path."""
 SETTINGS = TrainSettings(
     steps=100_000,  # the time budget ends the run long before
     batch_size=16,
@@ -97,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         "--work", type=Path, default=cache_dir() / "default_model", help="data, state, evaluation"
     )
     parser.add_argument("--budget-min", type=float, default=60.0, help="wall-clock budget for all steps")
-    parser.add_argument("--episodes", type=int, default=150, help="expert demonstrations to record")
+    parser.add_argument("--episodes", type=int, default=200, help="expert demonstrations to record")
     parser.add_argument("--eval-episodes", type=int, default=5, help="seeds for the closing evaluation")
     parser.add_argument(
         "--reserve-min", type=float, default=7.0, help="budget kept for decoding and evaluation"
@@ -123,8 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     log = _logger(started)
     data_dir = args.work / "sim_expert"
-    if not (data_dir / "meta" / "info.json").is_file():
-        record_expert_dataset(data_dir, args.episodes, seed=0, image_size=IMAGE_SIZE, label_stride=1, log=log)
+    if not recorded_as_asked(data_dir, args.episodes):
+        shutil.rmtree(data_dir, ignore_errors=True)
+        record_expert_dataset(
+            data_dir,
+            args.episodes,
+            seed=0,
+            image_size=IMAGE_SIZE,
+            label_stride=1,
+            random_start=RANDOM_START,
+            perturbation=PERTURBATION,
+            log=log,
+        )
     train_s = args.budget_min * 60 - (time.monotonic() - started) - args.reserve_min * 60
     if train_s < 60:
         print("error: the budget leaves less than a minute of training", file=sys.stderr)
@@ -155,6 +172,22 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def recorded_as_asked(data_dir: Path, episodes: int) -> bool:
+    """Whether ``data_dir`` holds a finished recording with this command's settings (to reuse it)."""
+    report = data_dir / "meta" / "expert_report.json"
+    if not report.is_file():
+        return False
+    recorded = json.loads(report.read_text())
+    wanted = {
+        "episodes": episodes,
+        "seed": 0,
+        "image_size": [IMAGE_SIZE, IMAGE_SIZE],
+        "random_start": RANDOM_START,
+        "perturbation": asdict(PERTURBATION),
+    }
+    return all(recorded.get(key) == value for key, value in wanted.items())
+
+
 def rewrite_card(run_dir: Path, eval_json: Path) -> int:
     """MODEL_CARD.md of a published run again, with the success measured by a (longer) evaluation."""
     summary = json.loads((run_dir / SUMMARY_FILE).read_text())
@@ -178,6 +211,8 @@ def training_summary(data_dir: Path, steps: int, train_s: float, total_s: float)
         "fps": info["fps"],
         "expert_success_rate": expert["expert_success_rate"],
         "image_size": IMAGE_SIZE,
+        "random_start": expert.get("random_start", 0.0),
+        "perturbation": expert.get("perturbation", asdict(Perturbation())),
     }
 
 
@@ -239,7 +274,7 @@ small widths; it is not the released 3B model and knows nothing outside this tas
 {summary["episodes"]} scripted-expert episodes ({summary["frames"]} frames, seeds from 0, expert
 success {summary["expert_success_rate"]:.0%} with failures dropped), recorded at {summary["image_size"]} px
 and {summary["fps"]} Hz with grounding labels (boxes of the named objects in the scene camera) on every
-frame.
+frame. {_start_line(summary)}
 
 ## Training
 {last["step"]} steps of batch {SETTINGS.batch_size} (x{SETTINGS.repeated_diffusion_steps} diffusion
@@ -275,6 +310,18 @@ grounding, {_pct(evaluation["success_rate_no_guidance"])} with guidance `{NO_GUI
 Reproduce: `python -m internvla_bringup.default_model` (training), `internvla eval --episodes 50`
 (evaluation).
 """
+
+
+def _start_line(summary: dict[str, Any]) -> str:
+    """How the demonstrations started and whether their paths were pushed (absent: home, none)."""
+    push = Perturbation(**summary.get("perturbation", {}))
+    pushes = (
+        f"the executed path was pushed off by about {push.std_m * 100:.0f} cm for {push.frames} frames with "
+        f"chance {push.probability:g} per frame, the labels staying the expert's (DART-style)"
+        if push.probability > 0
+        else "no pushes"
+    )
+    return f"{summary.get('random_start', 0.0):.0%} of the episodes start from a random arm pose; {pushes}."
 
 
 def _usage_line(run_dir: Path) -> str:

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import asdict
 
 from internvla_bringup.default_model import (
+    IMAGE_SIZE,
+    PERTURBATION,
+    RANDOM_START,
     SUMMARY_FILE,
     main,
     publish,
+    recorded_as_asked,
     task_family,
     tokenizer_texts,
     training_summary,
@@ -33,6 +38,24 @@ def test_task_family_and_tokenizer_texts(tmp_path) -> None:
     assert answer["label"] == "blue block" and len(answer["bbox_2d"]) == 4
     summary = training_summary(data, steps=7, train_s=60.0, total_s=90.0)
     assert summary["episodes"] == 1 and summary["expert_success_rate"] == 1.0 and summary["steps"] == 7
+    assert summary["random_start"] == 0.0 and summary["perturbation"]["probability"] == 0.0
+
+
+def test_recorded_data_is_reused_only_when_recorded_as_asked(tmp_path) -> None:
+    assert not recorded_as_asked(tmp_path / "nothing", 1)
+    report = tmp_path / "meta" / "expert_report.json"
+    report.parent.mkdir()
+    wanted = {
+        "episodes": 3,
+        "seed": 0,
+        "image_size": [IMAGE_SIZE, IMAGE_SIZE],
+        "random_start": RANDOM_START,
+        "perturbation": asdict(PERTURBATION),
+    }
+    report.write_text(json.dumps({**wanted, "wall_time_s": 1.0}))
+    assert recorded_as_asked(tmp_path, 3) and not recorded_as_asked(tmp_path, 4)
+    report.write_text(json.dumps({**wanted, "random_start": 0.0}))  # an older recording: from home only
+    assert not recorded_as_asked(tmp_path, 3)
 
 
 def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:

@@ -31,8 +31,11 @@ from internvla_bringup.sim.tasks import (
     sample_layout,
     sample_task,
 )
+from internvla_bringup.sim.transforms import rpy_to_matrix
 
 SETTLE_TIME = 0.3  # seconds of physics after a reset so objects rest on the table
+START_HEIGHT = (0.12, 0.45)  # metres above the table of a random start's tool position
+START_YAW = np.pi / 4  # largest tool yaw away from the top-down grasp orientation at a random start
 
 
 @dataclass(frozen=True)
@@ -146,24 +149,54 @@ class SimEnv:
         return {g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in bodies}
 
     # ----------------------------------------------------------------- episode
-    def reset(self, seed: int, task: str | Task | None = None) -> Task:
-        """Start a new episode: robot at home, objects laid out by ``seed``, the task chosen or drawn."""
+    def reset(self, seed: int, task: str | Task | None = None, random_start: bool = False) -> Task:
+        """Start a new episode: objects laid out by ``seed``, the task chosen or drawn, the robot at home.
+
+        ``random_start`` puts the arm at a tool pose drawn by the same seed instead of at home (after
+        the layout is drawn, so a seed's layout and task stay the same): demonstrations from anywhere
+        above the table, whose motion does not give away where the target lies.
+        """
         rng = np.random.default_rng(seed)
         self.seed = int(seed)
         self.task = resolve_task(task, rng, self.task_kinds)
         mujoco.mj_resetData(self.model, self.data)
-        self.data.qpos[self._qadr] = self.home
         ws = self.config.workspace
-        for name, (x, y, yaw) in sample_layout(rng, ws).items():
+        layout = sample_layout(rng, ws)
+        start = self._random_start(rng) if random_start else self.home
+        self.data.qpos[self._qadr] = start
+        for name, (x, y, yaw) in layout.items():
             z = ws.table_z + (0.0 if name == BOWL else ws.block_size / 2 + 1e-4)
             self.data.joint(f"{name}_joint").qpos = [x, y, z, np.cos(yaw / 2), 0.0, 0.0, np.sin(yaw / 2)]
-        self.servo.reset(self.home)
-        self.data.ctrl[self._act] = self.home
+        self.servo.reset(start)
+        self.data.ctrl[self._act] = start
         mujoco.mj_forward(self.model, self.data)
         self._physics(SETTLE_TIME)
         self.step_count = 0
         self.success = False
         return self.task
+
+    def _random_start(self, rng: np.random.Generator) -> np.ndarray:
+        """Joint positions (home fingers) of a tool pose drawn over the workspace, pointing down.
+
+        Home when the robot has no top-down tool orientation or the IK does not reach the drawn pose.
+        """
+        if self.config.tcp_down_rpy is None:
+            return self.home
+        ws = self.config.workspace
+        home_arm = self.home[self.arm_index]
+        home_x = self.kinematics.forward(home_arm, self.data.qpos)[0][0]
+        low = [min(ws.x_range[0], home_x), ws.y_range[0], ws.table_z + START_HEIGHT[0]]
+        high = [ws.x_range[1], ws.y_range[1], ws.table_z + START_HEIGHT[1]]
+        position = rng.uniform(low, high)
+        yaw = rng.uniform(-START_YAW, START_YAW)
+        down = rpy_to_matrix(np.array(self.config.tcp_down_rpy))
+        rotation = rpy_to_matrix(np.array([0.0, 0.0, yaw])) @ down
+        result = self.kinematics.solve(position, rotation, home_arm, self.data.qpos)
+        if not result.converged:
+            return self.home
+        start = self.home.copy()
+        start[self.arm_index] = result.q
+        return start
 
     def set_task(self, task: str | Task) -> Task:
         """Judge a different task from now on without moving anything (a new instruction)."""

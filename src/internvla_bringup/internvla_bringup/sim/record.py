@@ -8,6 +8,11 @@ p_target = p + delta_p and R_target = rpy_to_matrix(delta_rpy) @ R. ``action.joi
 absolute joint targets the IK produced. State columns hold the measured joints, gripper opening
 and tool pose (the URDF tool frame, e.g. panda_hand_tcp).
 
+Episodes can start from a random arm pose (``random_start``) and have their executed commands pushed
+off the expert's path now and then (``Perturbation``, DART-style): the recorded action stays the
+expert's, so the data shows how to get back. Both keep a policy from learning that the arm's own
+position gives the target away (from home, the arm is always on the line to the block).
+
 Grounding labels go to meta/grounding.jsonl: per episode, the scene camera's boxes and points of
 every object every ``label_stride`` frames, the named targets of the instruction and the 2-D trace
 of the tool centre point.
@@ -22,11 +27,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from internvla_bringup.sim.camera import camera_pose, project
 from internvla_bringup.sim.env import SimEnv
-from internvla_bringup.sim.expert import ScriptedExpert
+from internvla_bringup.sim.expert import ExpertAction, ScriptedExpert
 from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import object_label
 from internvla_bringup.sim.servo import TrajectoryPoint
@@ -36,6 +44,53 @@ from internvla_policy.data import DatasetError, LeRobotWriter, write_jsonl
 XYZ, RPY = ("x", "y", "z"), ("roll", "pitch", "yaw")
 ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_open")
 VIDEO_CODEC, VIDEO_GOP = "libsvtav1", 2  # AV1 like LeRobot's recorder; a short GOP for cheap random access
+RECORDING_STREAM = 1  # second seed word of the recorder's own draws (start pose kind, pushes)
+
+
+@dataclass(frozen=True)
+class Perturbation:
+    """Pushes of the executed tool target away from the expert's (the labels stay the expert's)."""
+
+    probability: float = 0.0
+    """Chance per frame that a push starts (0: none)."""
+    std_m: float = 0.02
+    """Standard deviation of a push's offset per axis, metres (half of it vertically)."""
+    frames: int = 3
+    """Frames a push lasts."""
+    min_height_m: float = 0.08
+    """No push starts while the expert's tool target is lower than this above the table (grasping)."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.probability <= 1.0:
+            raise ValueError(f"perturbation probability must be within 0..1, got {self.probability}")
+        if self.std_m < 0.0 or self.frames < 1:
+            raise ValueError(f"perturbation needs std >= 0 and frames >= 1, got {self.std_m}, {self.frames}")
+
+
+class _Pusher:
+    """Draws the pushes of one episode."""
+
+    def __init__(self, env: SimEnv, perturbation: Perturbation, rng: np.random.Generator) -> None:
+        self.env, self.settings, self.rng = env, perturbation, rng
+        self.offset = np.zeros(3)
+        self.left = 0
+        self.count = 0
+
+    def executed(self, action: ExpertAction) -> np.ndarray:
+        """The joint targets to execute for ``action``: the expert's, or those of a pushed tool target."""
+        s, env = self.settings, self.env
+        if self.left == 0 and s.probability > 0.0:
+            high = action.tcp_pos[2] > env.config.workspace.table_z + s.min_height_m
+            if high and self.rng.random() < s.probability:
+                self.offset = self.rng.normal(0.0, s.std_m, 3) * np.array([1.0, 1.0, 0.5])
+                self.left = s.frames
+                self.count += 1
+        if self.left == 0:
+            return action.arm_target
+        self.left -= 1
+        target = action.tcp_pos + self.offset
+        result = env.kinematics.solve(target, action.tcp_rot, action.arm_target, env.data.qpos)
+        return result.q if result.converged else action.arm_target
 
 
 def dataset_features(arm_joints: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
@@ -52,7 +107,9 @@ def dataset_features(arm_joints: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _record_episode(env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int, label_stride: int) -> dict:
+def _record_episode(
+    env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int, label_stride: int, pusher: _Pusher
+) -> dict:
     """Run the expert for one episode, feeding frames to ``writer``; returns the grounding record."""
     expert = ScriptedExpert(env, control_period=1.0 / fps)
     frames, trace = [], []
@@ -80,7 +137,8 @@ def _record_episode(env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int
         writer.add_frame(values, images)
         # Commanded as the policy node commands (one trajectory point a period ahead): the deltas
         # then carry the tracking lead that a deployed policy must ask for to move at the expert's pace.
-        env.command_trajectory(env.config.arm_joints, [TrajectoryPoint(1.0 / fps, action.arm_target)])
+        executed = pusher.executed(action)
+        env.command_trajectory(env.config.arm_joints, [TrajectoryPoint(1.0 / fps, executed)])
         env.command_gripper(action.gripper)
         env.step(1.0 / fps)
     return {
@@ -91,6 +149,7 @@ def _record_episode(env: SimEnv, writer: LeRobotWriter, fps: int, max_steps: int
         "frames": frames,
         "tcp_trace_2d": trace,
         "expert_retries": expert.retries,
+        "pushes": pusher.count,
     }
 
 
@@ -105,12 +164,16 @@ def record_expert_dataset(
     max_steps: int = 300,
     label_stride: int = 10,
     keep_failures: bool = False,
+    random_start: float = 0.0,
+    perturbation: Perturbation = Perturbation(),
     log: Callable[[str], None] = print,
 ) -> Path:
     """Record ``episodes`` expert episodes (seeds ``seed``, ``seed + 1``, ...) into ``out_dir``.
 
     Failed demonstrations are dropped unless ``keep_failures``; at most twice as many seeds as
-    ``episodes`` are tried. ``task`` None draws a task of the family per seed. Returns the dataset root.
+    ``episodes`` are tried. ``task`` None draws a task of the family per seed. A ``random_start``
+    fraction of the episodes (drawn per seed) start from a random arm pose instead of home.
+    Returns the dataset root.
     """
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
@@ -120,6 +183,8 @@ def record_expert_dataset(
         )
     if not 1 <= fps <= 60:
         raise ValueError(f"fps must be within 1..60, got {fps}")
+    if not 0.0 <= random_start <= 1.0:
+        raise ValueError(f"random_start must be a fraction within 0..1, got {random_start}")
     started = time.monotonic()
     with SimEnv(robot, image_size, image_size, seed=seed, task=task) as env:
         writer = LeRobotWriter(
@@ -134,8 +199,14 @@ def record_expert_dataset(
         while writer.episode_index < episodes and attempts < 2 * episodes:
             episode_seed = seed + attempts
             attempts += 1
-            env.reset(episode_seed, task)
-            record = _record_episode(env, writer, fps, max_steps, label_stride)
+            episode_rng = np.random.default_rng([episode_seed, RECORDING_STREAM])
+            from_random_pose = bool(episode_rng.random() < random_start)
+            env.reset(episode_seed, task, random_start=from_random_pose)
+            pusher = _Pusher(env, perturbation, episode_rng)
+            record = {
+                **_record_episode(env, writer, fps, max_steps, label_stride, pusher),
+                "random_start": from_random_pose,
+            }
             success = env.status().success
             successes += int(success)
             if not (success or keep_failures):
@@ -160,6 +231,8 @@ def record_expert_dataset(
         "expert_success_rate": successes / attempts,
         "fps": fps,
         "image_size": [image_size, image_size],
+        "random_start": random_start,
+        "perturbation": asdict(perturbation),
         "action_keys": list(ACTION_KEYS),
         "action_frame": "robot base, tool frame " + env.config.tcp_body,
         "wall_time_s": round(time.monotonic() - started, 1),
@@ -182,6 +255,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--image-size", type=int, default=224, help="square camera image size, pixels")
     parser.add_argument("--task", default=None, help="fixed instruction (default: drawn per seed)")
     parser.add_argument("--keep-failures", action="store_true", help="also keep failed demonstrations")
+    parser.add_argument(
+        "--random-start", type=float, default=0.0, help="fraction of episodes starting from a random arm pose"
+    )
+    parser.add_argument(
+        "--perturb", type=float, default=0.0, help="chance per frame of pushing the executed target off"
+    )
     args = parser.parse_args(argv)
     try:
         record_expert_dataset(
@@ -193,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             args.image_size,
             args.task,
             keep_failures=args.keep_failures,
+            random_start=args.random_start,
+            perturbation=Perturbation(probability=args.perturb),
         )
     except (ValueError, DatasetError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

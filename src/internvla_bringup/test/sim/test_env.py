@@ -25,6 +25,27 @@ def test_reset_is_seeded(franka_env: SimEnv) -> None:
     )
 
 
+def test_random_start_keeps_the_seeds_layout_and_task(franka_env: SimEnv) -> None:
+    env = franka_env
+    task = env.reset(11)
+    layout = {n: env.object_position(n) for n in OBJECT_NAMES}
+    home_tool = env.tcp_pose()[0]
+    starts = []
+    for seed in (11, 11, 12):
+        assert env.reset(seed, random_start=True) == (task if seed == 11 else env.task)
+        starts.append(env.tcp_pose())
+        if seed == 11:
+            assert all(np.allclose(env.object_position(n), layout[n], atol=1e-3) for n in OBJECT_NAMES)
+    (pos_a, rot_a), (pos_b, _), (pos_c, _) = starts
+    np.testing.assert_allclose(pos_a, pos_b, atol=1e-4)  # seeded
+    assert np.linalg.norm(pos_a - home_tool) > 0.05 and np.linalg.norm(pos_a - pos_c) > 0.01
+    ws = env.config.workspace
+    for pos in (pos_a, pos_c):
+        assert ws.table_z + 0.1 < pos[2] < ws.table_z + 0.47
+        assert ws.y_range[0] - 0.01 < pos[1] < ws.y_range[1] + 0.01
+    assert rot_a[2, 2] < -0.99  # the tool points down
+
+
 def test_objects_rest_and_the_robot_holds_home_without_commands(any_env: SimEnv) -> None:
     env = any_env
     start = env.joint_state().position

@@ -12,7 +12,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from internvla_bringup.sim.record import ACTION_KEYS, record_expert_dataset
+from internvla_bringup.sim.record import ACTION_KEYS, Perturbation, record_expert_dataset
 from internvla_bringup.sim.transforms import rpy_to_matrix
 from internvla_policy.data import LeRobotDataset
 
@@ -135,3 +135,35 @@ def test_command_line(tmp_path: Path) -> None:
     assert _meta(out, "tasks.jsonl") == [{"task_index": 0, "task": "pick up the red block"}]
     again = subprocess.run(args, capture_output=True, text=True)  # the folder already holds a dataset
     assert again.returncode == 2 and "already holds a dataset" in again.stderr
+
+
+def test_random_starts_and_pushes_keep_the_expert_labels(tmp_path: Path) -> None:
+    root = record_expert_dataset(
+        tmp_path / "pushed",
+        episodes=2,
+        seed=3,
+        image_size=32,
+        label_stride=20,
+        random_start=1.0,
+        perturbation=Perturbation(probability=0.3, std_m=0.03),
+        log=lambda _: None,
+    )
+    grounding = _meta(root, "grounding.jsonl")
+    assert [g["random_start"] for g in grounding] == [True, True]
+    assert all(g["pushes"] >= 3 for g in grounding)
+    assert _meta(root, "expert_report.json")["perturbation"]["probability"] == 0.3
+    table = pq.read_table(root / "data/chunk-000/episode_000000.parquet").to_pydict()
+    eef = np.array(table["state.eef_position"])
+    target = eef + np.array(table["action.delta_eef_position"])  # what each label asks for
+    assert np.linalg.norm(eef[0] - [0.307, 0.0, 0.487]) > 0.05  # not from home
+    # The labels follow the expert's path at its bounded speed, while the measured pose is pushed off it.
+    assert np.linalg.norm(np.diff(target, axis=0), axis=1).max() < 0.026
+    assert np.linalg.norm(eef[1:] - target[:-1], axis=1).max() > 0.02
+    assert all(e["success"] for e in _meta(root, "episodes.jsonl"))
+
+
+def test_bad_recording_settings_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="random_start must be a fraction"):
+        record_expert_dataset(tmp_path / "a", episodes=1, seed=0, random_start=1.5)
+    with pytest.raises(ValueError, match=r"probability must be within 0\.\.1"):
+        Perturbation(probability=2.0)
