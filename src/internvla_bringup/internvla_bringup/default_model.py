@@ -307,6 +307,8 @@ grounding, {_pct(evaluation["success_rate_no_guidance"])} with guidance `{NO_GUI
 |---|---|---|---|
 {per_task}
 
+{_approach_line(evaluation)}
+
 Reproduce: `python -m internvla_bringup.default_model` (training), `internvla eval --episodes 50`
 (evaluation).
 """
@@ -322,6 +324,29 @@ def _start_line(summary: dict[str, Any]) -> str:
         else "no pushes"
     )
     return f"{summary.get('random_start', 0.0):.0%} of the episodes start from a random arm pose; {pushes}."
+
+
+def _approach_line(evaluation: dict[str, Any]) -> str:
+    """Where the policy went for the object, success or not (eval.json's ``approach``)."""
+    approach = evaluation.get("approach", {})
+    parts = []
+    for key, name in (("guidance", "with guidance"), ("no_guidance", "without")):
+        row = approach.get(key)
+        if row is None or row["heading_cos"] is None:
+            continue
+        closest = row["closest_approach_m"]
+        parts.append(
+            f"{name}: first-chunk heading cosine {_num(row['heading_cos'])}, lateral correlation "
+            f"{_num(row['lateral_correlation'])}, closest approach "
+            f"{'n/a' if closest is None else f'{closest * 100:.1f} cm'}"
+        )
+    if not parts:
+        return "Approach measures: not in this evaluation."
+    return (
+        "How it goes for the object to pick (1 = the first chunk heads straight at it, 0 = blind; the "
+        "correlation of its first sideways move with where the object lies; the tool's closest distance to "
+        "it): " + "; ".join(parts) + "."
+    )
 
 
 def _usage_line(run_dir: Path) -> str:

@@ -9,7 +9,10 @@ profile's grounding rate. Time is simulated: inference is instantaneous in sim t
 what the policy decides, not how fast a given computer runs it.
 
 Every seed runs twice, with the guidance mode (``overlay`` or ``text``) and with ``off``, from the same
-state and noise seed. The grounding of the first frame of each guided episode (held-out scenes: the
+state and noise seed. Two continuous measures say how close a failing policy came: where the first
+chunk heads (its first ``HEADING_STEPS`` position deltas, in the table plane, against the direction
+from the tool to the object to pick) and the tool's closest approach to that object. The grounding
+of the first frame of each guided episode (held-out scenes: the
 evaluation seeds are not training seeds) is scored against the simulator's boxes (``grounding_iou``).
 """
 
@@ -46,6 +49,8 @@ from internvla_policy.vision.geometry import Box2D, GroundingResult
 
 GUIDANCE_MODES = ("overlay", "text")
 NO_GUIDANCE = "off"
+HEADING_STEPS = 8
+"""Steps of the first chunk whose summed position deltas say where the policy heads first (0.8 s)."""
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,21 @@ class EpisodeResult:
     steps: int
     grounding_answer: str | None
     grounding_iou: float | None
+    first_move_m: list[float] | None = None
+    """Table-plane (x, y) displacement the first chunk asks for over ``HEADING_STEPS`` steps."""
+    target_offset_m: list[float] | None = None
+    """Table-plane (x, y) offset from the tool to the object to pick, at the start."""
+    closest_approach_m: float | None = None
+    """Smallest distance between the tool and the object to pick during the episode."""
+
+    @property
+    def heading_cos(self) -> float | None:
+        """Cosine between the first move and the direction to the object (1: straight at it)."""
+        if self.first_move_m is None or self.target_offset_m is None:
+            return None
+        move, offset = np.asarray(self.first_move_m), np.asarray(self.target_offset_m)
+        norms = float(np.linalg.norm(move) * np.linalg.norm(offset))
+        return float(move @ offset / norms) if norms > 1e-9 else 0.0
 
 
 def box_iou(a: Box2D, b: Box2D) -> float:
@@ -173,7 +193,10 @@ class Evaluator:
         worker = InferenceWorker(policy, mode, controller.next_request, controller.on_chunk, lambda _: None)
         controller.set_model_ready()
         controller.on_instruction(task.instruction, env.sim_time)
-        answer = iou = None
+        answer = iou = first_move = None
+        tool = env.tcp_pose()[0]
+        target_offset = (env.object_position(task.obj) - tool)[:2].tolist()
+        closest = float(np.linalg.norm(env.object_position(task.obj) - tool))
         step = 0
         for step in range(1, self.settings.max_steps + 1):
             now = env.sim_time
@@ -192,14 +215,31 @@ class Evaluator:
                     answer, iou = grounding.raw_answer, grounding_iou(grounding.result, true_boxes(env))
             request = controller.next_request()
             if request is not None:
-                controller.on_chunk(worker.run_once(request))
+                chunk = worker.run_once(request)
+                if first_move is None:
+                    first_move = chunk.prediction.actions[:HEADING_STEPS, :2].sum(axis=0).tolist()
+                controller.on_chunk(chunk)
             command = controller.tick(now).command
             if command is not None:
                 env.command_trajectory(params.joint_names, [TrajectoryPoint(period, command.joint_positions)])
                 env.command_gripper(command.gripper_opening)
-            if env.step(period).success:
+            succeeded = env.step(period).success
+            closest = min(closest, float(np.linalg.norm(env.object_position(task.obj) - env.tcp_pose()[0])))
+            if succeeded:
                 break
-        return EpisodeResult(seed, mode, task.instruction, task.kind, env.success, step, answer, iou)
+        return EpisodeResult(
+            seed,
+            mode,
+            task.instruction,
+            task.kind,
+            env.success,
+            step,
+            answer,
+            iou,
+            first_move,
+            target_offset,
+            closest,
+        )
 
 
 def evaluate(settings: EvalSettings, out_dir: Path, workers: int = 1) -> dict[str, Any]:
@@ -276,11 +316,29 @@ def summarize(results: list[EpisodeResult], settings: EvalSettings, wall_time_s:
             "mean_successful_no_guidance": _mean_steps(unguided),
         },
         "grounding_iou": float(np.mean(ious)) if ious else None,
+        "approach": {"guidance": approach(guided), "no_guidance": approach(unguided)},
         "how": "policy core and simulator without DDS (PolicyController, InferenceWorker, Grounder, SimEnv); "
         "simulated time, inference instantaneous",
         "settings": {**asdict(settings), "modes": list(settings.modes)},
         "wall_time_s": round(wall_time_s, 1),
         "runs": [asdict(r) for r in results],
+    }
+
+
+def approach(results: list[EpisodeResult]) -> dict[str, float | None]:
+    """How the episodes went for the object, success or not: mean first-chunk heading cosine (1 = straight
+    at it, 0 = blind), the correlation across scenes of the first move's y with the object's y offset
+    (the lateral direction only an image can tell from home), and the mean closest approach."""
+    cosines = [r.heading_cos for r in results if r.heading_cos is not None]
+    paired = [(r.first_move_m[1], r.target_offset_m[1]) for r in results if r.heading_cos is not None]
+    closest = [r.closest_approach_m for r in results if r.closest_approach_m is not None]
+    lateral = None
+    if len(paired) >= 3 and np.ptp([m for m, _ in paired]) > 0 and np.ptp([o for _, o in paired]) > 0:
+        lateral = float(np.corrcoef(np.array(paired).T)[0, 1])
+    return {
+        "heading_cos": float(np.mean(cosines)) if cosines else None,
+        "lateral_correlation": lateral,
+        "closest_approach_m": float(np.mean(closest)) if closest else None,
     }
 
 

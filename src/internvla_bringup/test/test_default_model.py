@@ -101,6 +101,7 @@ def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
     card = (out / "MODEL_CARD.md").read_text()
     assert "success 100% with `overlay` guidance" in card and "0% with guidance `off`" in card
     assert "| action diffusion loss | 0.5000 | 0.2500 |" in card and "20 steps of batch 16" in card
+    assert "Approach measures: not in this evaluation." in card  # these results carry no first chunk
     assert "On 128 training samples the action loss is 0.0800" in card and "(gain 20.0%" in card
     assert "off by 3.8 mm against 9.2 mm" in card
     assert "| pick | 1 | 100% | 0% |" in card and "grounding box IoU\n0.50" in card

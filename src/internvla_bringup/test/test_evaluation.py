@@ -10,6 +10,7 @@ from internvla_bringup.eval_cli import main
 from internvla_bringup.evaluation import (
     EpisodeResult,
     EvalSettings,
+    approach,
     box_iou,
     evaluate,
     grounding_iou,
@@ -43,6 +44,24 @@ def test_summary_separates_guidance_and_task_kinds() -> None:
     assert report["episode_lengths"]["mean_successful_no_guidance"] == 80.0 and report["seeds"] == [5, 6]
 
 
+def test_approach_measures_by_hand() -> None:
+    def run(move, offset, closest):
+        task = "pick up the red block"
+        return EpisodeResult(1, "off", task, "pick", False, 9, None, None, move, offset, closest)
+
+    straight = run([0.02, 0.01], [0.2, 0.1], 0.05)
+    sideways = run([0.0, 0.03], [0.1, 0.0], 0.15)
+    backwards = run([0.02, 0.01], [-0.1, -0.2], 0.25)
+    assert straight.heading_cos == pytest.approx(1.0) and sideways.heading_cos == pytest.approx(0.0)
+    assert backwards.heading_cos == pytest.approx(-0.8)
+    summary = approach([straight, sideways, backwards])
+    assert summary["heading_cos"] == pytest.approx(0.2 / 3)
+    assert summary["closest_approach_m"] == pytest.approx(0.15)
+    # first-move y (0.01, 0.03, 0.01) against offset y (0.1, 0, -0.2): by hand, r = 0.1890
+    assert summary["lateral_correlation"] == pytest.approx(0.1890, abs=1e-4)
+    assert approach([]) == {"heading_cos": None, "lateral_correlation": None, "closest_approach_m": None}
+
+
 def test_two_short_episodes_write_eval_json(tmp_path, small_run) -> None:
     out = tmp_path / "eval_out"
     args = ["--checkpoint", str(small_run), "--episodes", "1", "--max-steps", "3", "--out", str(out)]
@@ -55,6 +74,10 @@ def test_two_short_episodes_write_eval_json(tmp_path, small_run) -> None:
         report["runs"][0]["task"] == "pick up the blue block" and report["runs"][1]["grounding_iou"] is None
     )
     assert 0.0 <= report["grounding_iou"] <= 1.0 and isinstance(report["runs"][0]["grounding_answer"], str)
+    first = report["runs"][0]
+    assert len(first["first_move_m"]) == 2 and len(first["target_offset_m"]) == 2
+    assert 0.0 < first["closest_approach_m"] < 1.0
+    assert -1.0 <= report["approach"]["guidance"]["heading_cos"] <= 1.0
 
 
 def test_guidance_off_only_and_bad_arguments(tmp_path, small_run, capsys) -> None:
