@@ -1,4 +1,4 @@
-"""Lint as tests: every Python source is ruff-clean and the Dockerfile passes hadolint."""
+"""Lint as tests: every Python source is ruff-clean and ruff-formatted, and the Dockerfile passes hadolint."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[3]
 
 
-def test_ruff_clean():
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["check", "format"])
+def test_ruff_clean(command):
     ruff = shutil.which("ruff")
     assert ruff, "ruff is not installed in the environment (make setup installs it)"
     result = subprocess.run(
-        [ruff, "check", "src", "scripts", "conftest.py"], cwd=REPO, capture_output=True, text=True
+        [ruff, *command, "src", "scripts", "conftest.py"], cwd=REPO, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

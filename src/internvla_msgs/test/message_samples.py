@@ -24,7 +24,17 @@ from internvla_msgs.srv import Ground
 MESSAGE_TYPES = (Point2D, BoundingBox2D, Keypoint2D, Trace2D, SpatialPrompt, ActionChunk, PolicyStatus)
 
 _INTEGER_TYPES = {
-    "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "uint64", "byte", "octet", "char",
+    "int8",
+    "uint8",
+    "int16",
+    "uint16",
+    "int32",
+    "uint32",
+    "int64",
+    "uint64",
+    "byte",
+    "octet",
+    "char",
 }
 _FLOAT_TYPES = {"float", "double", "float32", "float64"}
 
@@ -37,7 +47,7 @@ def _message_class(type_name: str) -> type:
 def _value(type_name: str, seed: int, field: str) -> Any:
     """A value that differs from the field's default and is exact in float32."""
     if type_name.startswith("sequence<"):
-        inner = type_name[len("sequence<"):-1].split(",")[0]
+        inner = type_name[len("sequence<") : -1].split(",")[0]
         return [_value(inner, seed + i + 1, field) for i in range(2)]
     fixed_array = re.fullmatch(r"(.+)\[(\d+)\]", type_name)
     if fixed_array:

@@ -25,7 +25,9 @@ TIMEOUT_S = 30.0
 def echo_process():
     process = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "echo_node.py")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     assert process.stdout.readline().strip() == "ready"
     yield process
