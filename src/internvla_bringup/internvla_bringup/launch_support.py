@@ -7,9 +7,11 @@ runner) works where only the PyPI wheels exist.
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
+from internvla_bringup.dds import dds_environment
 from internvla_bringup.graph import (
     LAUNCH_ARGUMENTS,
     GraphOptions,
@@ -43,6 +45,8 @@ def node_action_arguments(spec: NodeSpec, params_dir: Path) -> dict:
 
 
 def _nodes(context, robot: str) -> list:
+    """The graph's environment settings, then its nodes (launch runs them in this order)."""
+    from launch.actions import SetEnvironmentVariable
     from launch.substitutions import LaunchConfiguration
     from launch_ros.actions import Node
 
@@ -50,7 +54,9 @@ def _nodes(context, robot: str) -> list:
     run_dir = Path(values["run_dir"] or tempfile.mkdtemp(prefix=f"internvla-{robot}-"))
     values["run_dir"] = str(run_dir)
     specs = describe_graph(load_profile(robot), GraphOptions.from_arguments(values), run_dir)
-    return [Node(**node_action_arguments(spec, run_dir)) for spec in specs]
+    current = getattr(context, "environment", os.environ)  # launch before Humble edits os.environ itself
+    environment = [SetEnvironmentVariable(k, v) for k, v in dds_environment(current).items()]
+    return [*environment, *(Node(**node_action_arguments(spec, run_dir)) for spec in specs)]
 
 
 def generate_launch_description(robot: str):

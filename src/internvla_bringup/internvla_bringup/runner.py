@@ -23,6 +23,7 @@ from pathlib import Path
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix
 
+from internvla_bringup.dds import dds_environment
 from internvla_bringup.graph import NodeSpec, write_parameters_file
 
 SHUTDOWN_GRACE_S = 10.0
@@ -137,7 +138,7 @@ class GraphRunner:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            env=os.environ.copy(),
+            env={**os.environ, **dds_environment(os.environ)},
         )
         log.close()
 
