@@ -8,8 +8,6 @@ from dataclasses import asdict
 
 from internvla_bringup.default_model import (
     IMAGE_SIZE,
-    PERTURBATION,
-    RANDOM_START,
     SUMMARY_FILE,
     main,
     publish,
@@ -19,7 +17,7 @@ from internvla_bringup.default_model import (
     training_summary,
 )
 from internvla_bringup.evaluation import EpisodeResult, EvalSettings, summarize
-from internvla_bringup.sim.record import record_expert_dataset
+from internvla_bringup.sim.record import Perturbation, record_expert_dataset
 from internvla_policy.model import InternVLAM1
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training.diagnostics import USAGE_FILE, ConditionUsage, OpenLoopError, write_usage
@@ -42,20 +40,25 @@ def test_task_family_and_tokenizer_texts(tmp_path) -> None:
 
 
 def test_recorded_data_is_reused_only_when_recorded_as_asked(tmp_path) -> None:
-    assert not recorded_as_asked(tmp_path / "nothing", 1)
+    pushes = Perturbation(probability=0.05)
+    assert not recorded_as_asked(tmp_path / "nothing", 1, 0.0, Perturbation())
     report = tmp_path / "meta" / "expert_report.json"
     report.parent.mkdir()
     wanted = {
         "episodes": 3,
         "seed": 0,
         "image_size": [IMAGE_SIZE, IMAGE_SIZE],
-        "random_start": RANDOM_START,
-        "perturbation": asdict(PERTURBATION),
+        "random_start": 0.75,
+        "perturbation": asdict(pushes),
     }
     report.write_text(json.dumps({**wanted, "wall_time_s": 1.0}))
-    assert recorded_as_asked(tmp_path, 3) and not recorded_as_asked(tmp_path, 4)
-    report.write_text(json.dumps({**wanted, "random_start": 0.0}))  # an older recording: from home only
-    assert not recorded_as_asked(tmp_path, 3)
+    assert recorded_as_asked(tmp_path, 3, 0.75, pushes) and not recorded_as_asked(tmp_path, 4, 0.75, pushes)
+    assert not recorded_as_asked(tmp_path, 3, 0.0, pushes)
+    # A recording from before these settings existed was from home without pushes.
+    older = {k: v for k, v in wanted.items() if k in ("episodes", "seed", "image_size")}
+    report.write_text(json.dumps(older))
+    assert recorded_as_asked(tmp_path, 3, 0.0, Perturbation())
+    assert not recorded_as_asked(tmp_path, 3, 0.75, pushes)
 
 
 def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
