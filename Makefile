@@ -17,7 +17,7 @@ setup:
 	@bash scripts/setup.sh
 
 test: setup
-	@$(IN_ENV) python -m pytest $(PYTEST_ARGS)
+	@$(IN_ENV) scripts/test.sh $(PYTEST_ARGS)
 
 lint: setup
 	@$(IN_ENV) ruff check src scripts
