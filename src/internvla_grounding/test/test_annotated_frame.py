@@ -22,8 +22,7 @@ from internvla_policy.model import load_model_cached
 from internvla_policy.vision.annotate import color_for, draw_grounding
 from internvla_policy.vision.geometry import ParseStatus
 
-REPO_ROOT = Path(__file__).resolve().parents[3]
-SHARED = Path(os.environ.get("INTERNVLA_SHARED_DIR", REPO_ROOT.parent / "shared"))
+SHARED = Path(os.environ["INTERNVLA_SHARED_DIR"])
 VIDEO = SHARED / "data/sim_pick_place/videos/chunk-000/video.base_view/episode_000002.mp4"
 INSTRUCTION = "Move the potato to the top of the cooking utensils."
 BOX_ANSWER = """```json

@@ -29,7 +29,6 @@ from std_msgs.msg import String
 from internvla_msgs.msg import ActionChunk
 from internvla_policy.data import EpisodeRecord, LeRobotDataset, read_error_file, write_dataset
 
-REPO = Path(__file__).resolve().parents[4]
 LATCHED = QoSProfile(
     depth=1, reliability=QoSReliabilityPolicy.RELIABLE, durability=QoSDurabilityPolicy.TRANSIENT_LOCAL
 )
@@ -76,7 +75,7 @@ def synthetic_dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def shared_dataset() -> Path:
-    shared = Path(os.environ.get("INTERNVLA_SHARED_DIR", REPO.parent / "shared"))
+    shared = Path(os.environ["INTERNVLA_SHARED_DIR"])
     dataset = shared / "data" / "sim_pick_place"
     if not (dataset / "meta" / "info.json").is_file():
         pytest.skip(f"{dataset} is absent (set INTERNVLA_SHARED_DIR to the shared folder)")

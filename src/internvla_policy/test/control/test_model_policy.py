@@ -25,7 +25,7 @@ from internvla_policy.vision.imaging import ImageFormatError
 sys.path.insert(0, str(Path(__file__).parent))
 from policy_panda import HOME, JOINTS, profile
 
-SHARED = Path(os.environ.get("INTERNVLA_SHARED_DIR", "/work/shared"))
+SHARED = Path(os.environ["INTERNVLA_SHARED_DIR"])
 PROBE = SHARED / "reference" / "tiny_a" / "unnormalize_probe"
 STATS = SHARED / "reference" / "tiny_a" / "run" / "dataset_statistics.json"
 

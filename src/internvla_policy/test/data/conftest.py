@@ -24,7 +24,6 @@ import pytest
 
 from internvla_policy.data import EpisodeRecord, write_dataset
 
-REPO = Path(__file__).resolve().parents[4]
 FPS = 10
 LENGTHS = (5, 3)
 TASKS = ("pick the cube", "place the cube")
@@ -84,25 +83,19 @@ def synthetic(tmp_path_factory) -> Synthetic:
     return Synthetic(root)
 
 
-def shared_dir() -> Path | None:
-    """The shared folder beside the checkout (or INTERNVLA_SHARED_DIR), None when absent."""
-    path = Path(os.environ.get("INTERNVLA_SHARED_DIR", REPO.parent / "shared"))
-    return path if path.is_dir() else None
+def shared_path(relative: str) -> Path:
+    """``relative`` inside the shared folder (``INTERNVLA_SHARED_DIR``); skips the test when absent."""
+    path = Path(os.environ["INTERNVLA_SHARED_DIR"]) / relative
+    if not path.exists():
+        pytest.skip(f"{path} is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
+    return path
 
 
 @pytest.fixture(scope="session")
 def shared_dataset() -> Path:
-    shared = shared_dir()
-    dataset = shared / "data" / "sim_pick_place" if shared else None
-    if dataset is None or not (dataset / "meta" / "info.json").is_file():
-        pytest.skip("../shared/data/sim_pick_place is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
-    return dataset
+    return shared_path("data/sim_pick_place/meta/info.json").parents[1]
 
 
 @pytest.fixture(scope="session")
 def shared_reference() -> Path:
-    shared = shared_dir()
-    reference = shared / "reference" / "tiny_a" if shared else None
-    if reference is None or not reference.is_dir():
-        pytest.skip("../shared/reference/tiny_a is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
-    return reference
+    return shared_path("reference/tiny_a")

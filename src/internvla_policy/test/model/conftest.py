@@ -19,11 +19,9 @@ from PIL import Image
 from internvla_policy.model import InternVLAM1
 from internvla_policy.model.tiny import write_tiny_run
 
-REPO_ROOT = Path(__file__).resolve().parents[4]
-
 
 def reference_root() -> Path:
-    shared = Path(os.environ.get("INTERNVLA_SHARED_DIR", REPO_ROOT.parent / "shared"))
+    shared = Path(os.environ["INTERNVLA_SHARED_DIR"])
     return shared / "reference"
 
 

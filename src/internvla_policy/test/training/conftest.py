@@ -16,7 +16,6 @@ import pytest
 
 from internvla_policy.data import EpisodeRecord, write_dataset, write_jsonl
 
-REPO = Path(__file__).resolve().parents[4]
 CAMERAS = ("video.scene_camera", "video.wrist_camera")
 ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_open")
 TASKS = ("pick up the red block", "put the red block in the bowl")
@@ -81,7 +80,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_dataset() -> Path:
-    shared = Path(os.environ.get("INTERNVLA_SHARED_DIR", REPO.parent / "shared"))
+    shared = Path(os.environ["INTERNVLA_SHARED_DIR"])
     root = shared / "data" / "sim_pick_place"
     if not (root / "meta" / "info.json").is_file():
         pytest.skip(f"{root} is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
