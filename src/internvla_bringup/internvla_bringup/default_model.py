@@ -328,7 +328,11 @@ def _start_line(summary: dict[str, Any]) -> str:
         if push.probability > 0
         else "no pushes"
     )
-    return f"{summary.get('random_start', 0.0):.0%} of the episodes start from a random arm pose; {pushes}."
+    fraction = summary.get("random_start", 0.0)
+    starts = "Every episode starts at home"
+    if fraction:
+        starts = f"{fraction:.0%} of the episodes start from a random arm pose"
+    return f"{starts}; {pushes}."
 
 
 def _approach_line(evaluation: dict[str, Any]) -> str:
