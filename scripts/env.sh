@@ -16,9 +16,6 @@ source "$_internvla_root/install/setup.bash"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export RMW_IMPLEMENTATION="${RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}"
 export MUJOCO_GL="${MUJOCO_GL:-osmesa}"
-# torch's bundled MKL keeps per-thread buffers whose clean-up at thread exit was seen spinning (two exited
-# inference threads at 100% CPU each in mm_cleanup_thread_cbk, slowing a test run to over 20 min)
-export MKL_DISABLE_FAST_MM="${MKL_DISABLE_FAST_MM:-1}"
 # A shared-memory segment large enough for raw camera frames (see the file's comment).
 export FASTDDS_DEFAULT_PROFILES_FILE="${FASTDDS_DEFAULT_PROFILES_FILE:-$_internvla_root/src/internvla_bringup/config/fastdds.xml}"
 for _internvla_bin in "$_internvla_root"/install/internvla_*/lib/internvla_*; do

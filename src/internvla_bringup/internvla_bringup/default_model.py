@@ -35,7 +35,7 @@ import torch
 
 from internvla_bringup.checkpoints import cache_dir
 from internvla_bringup.evaluation import NO_GUIDANCE, EvalSettings, Evaluator
-from internvla_bringup.sim.record import ACTION_KEYS, Perturbation, record_expert_dataset
+from internvla_bringup.sim.record import ACTION_KEYS, Perturbation, read_expert_report, record_expert_dataset
 from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import BLOCK_COLOURS, BOWL, block_name
 from internvla_bringup.sim.tasks import DEFAULT_KINDS, Task
@@ -179,10 +179,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def recorded_as_asked(data_dir: Path, episodes: int, random_start: float, perturbation: Perturbation) -> bool:
     """Whether ``data_dir`` holds a finished recording with this command's settings (to reuse it)."""
-    report = data_dir / "meta" / "expert_report.json"
-    if not report.is_file():
+    recorded = read_expert_report(data_dir)
+    if recorded is None:
         return False
-    recorded = {"random_start": 0.0, "perturbation": asdict(Perturbation()), **json.loads(report.read_text())}
     wanted = {
         "episodes": episodes,
         "seed": 0,
@@ -205,7 +204,7 @@ def rewrite_card(run_dir: Path, eval_json: Path) -> int:
 
 def training_summary(data_dir: Path, steps: int, train_s: float, total_s: float) -> dict[str, Any]:
     """What the card reports about the data and the time spent (kept in the run: the data is not)."""
-    expert = json.loads((data_dir / "meta" / "expert_report.json").read_text())
+    expert = read_expert_report(data_dir)
     info = json.loads((data_dir / "meta" / "info.json").read_text())
     return {
         "steps": steps,
@@ -216,8 +215,8 @@ def training_summary(data_dir: Path, steps: int, train_s: float, total_s: float)
         "fps": info["fps"],
         "expert_success_rate": expert["expert_success_rate"],
         "image_size": IMAGE_SIZE,
-        "random_start": expert.get("random_start", 0.0),
-        "perturbation": expert.get("perturbation", asdict(Perturbation())),
+        "random_start": expert["random_start"],
+        "perturbation": expert["perturbation"],
     }
 
 

@@ -329,14 +329,14 @@ def approach(results: list[EpisodeResult]) -> dict[str, float | None]:
     """How the episodes went for the object, success or not: mean first-chunk heading cosine (1 = straight
     at it, 0 = blind), the correlation across scenes of the first move's y with the object's y offset
     (the lateral direction only an image can tell from home), and the mean closest approach."""
-    cosines = [r.heading_cos for r in results if r.heading_cos is not None]
-    paired = [(r.first_move_m[1], r.target_offset_m[1]) for r in results if r.heading_cos is not None]
+    headed = [r for r in results if r.heading_cos is not None]
     closest = [r.closest_approach_m for r in results if r.closest_approach_m is not None]
+    moves, offsets = [r.first_move_m[1] for r in headed], [r.target_offset_m[1] for r in headed]
     lateral = None
-    if len(paired) >= 3 and np.ptp([m for m, _ in paired]) > 0 and np.ptp([o for _, o in paired]) > 0:
-        lateral = float(np.corrcoef(np.array(paired).T)[0, 1])
+    if len(headed) >= 3 and np.ptp(moves) > 0 and np.ptp(offsets) > 0:
+        lateral = float(np.corrcoef(moves, offsets)[0, 1])
     return {
-        "heading_cos": float(np.mean(cosines)) if cosines else None,
+        "heading_cos": float(np.mean([r.heading_cos for r in headed])) if headed else None,
         "lateral_correlation": lateral,
         "closest_approach_m": float(np.mean(closest)) if closest else None,
     }

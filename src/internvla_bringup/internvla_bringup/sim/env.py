@@ -122,6 +122,7 @@ class SimEnv:
         self.kinematics = ArmKinematics(
             self.model, self.config.arm_joints, self.config.tcp_body, self.home[self.arm_index]
         )
+        self._home_tool_x = float(self.kinematics.forward(self.home[self.arm_index])[0][0])
         self._gripper_geom_mask = np.zeros(self.model.ngeom, dtype=bool)
         self._gripper_geom_mask[list(self._geoms_below(self.config.gripper.joints))] = True
         self._object_bodies = {name: self.model.body(name).id for name in OBJECT_NAMES}
@@ -183,20 +184,22 @@ class SimEnv:
         if self.config.tcp_down_rpy is None:
             return self.home
         ws = self.config.workspace
-        home_arm = self.home[self.arm_index]
-        home_x = self.kinematics.forward(home_arm, self.data.qpos)[0][0]
-        low = [min(ws.x_range[0], home_x), ws.y_range[0], ws.table_z + START_HEIGHT[0]]
+        low = [min(ws.x_range[0], self._home_tool_x), ws.y_range[0], ws.table_z + START_HEIGHT[0]]
         high = [ws.x_range[1], ws.y_range[1], ws.table_z + START_HEIGHT[1]]
         position = rng.uniform(low, high)
-        yaw = rng.uniform(-START_YAW, START_YAW)
-        down = rpy_to_matrix(np.array(self.config.tcp_down_rpy))
-        rotation = rpy_to_matrix(np.array([0.0, 0.0, yaw])) @ down
-        result = self.kinematics.solve(position, rotation, home_arm, self.data.qpos)
+        rotation = self.tool_down_rotation(rng.uniform(-START_YAW, START_YAW))
+        result = self.kinematics.solve(position, rotation, self.home[self.arm_index], self.data.qpos)
         if not result.converged:
             return self.home
         start = self.home.copy()
         start[self.arm_index] = result.q
         return start
+
+    def tool_down_rotation(self, yaw: float) -> np.ndarray:
+        """The tool's rotation pointing down at ``yaw`` about the vertical (the top-down grasp)."""
+        if self.config.tcp_down_rpy is None:
+            raise ValueError(f"robot '{self.robot}' has no top-down tool orientation")
+        return rpy_to_matrix(np.array([0.0, 0.0, yaw])) @ rpy_to_matrix(np.array(self.config.tcp_down_rpy))
 
     def set_task(self, task: str | Task) -> Task:
         """Judge a different task from now on without moving anything (a new instruction)."""

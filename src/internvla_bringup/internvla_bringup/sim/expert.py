@@ -13,7 +13,7 @@ import numpy as np
 
 from internvla_bringup.sim.env import SimEnv
 from internvla_bringup.sim.scene import BOWL, BOWL_HEIGHT
-from internvla_bringup.sim.transforms import rpy_to_matrix, wrap_angle
+from internvla_bringup.sim.transforms import wrap_angle
 
 APPROACH_HEIGHT = 0.12  # metres above the grasp point for the pre-grasp pose
 CARRY_HEIGHT = 0.2  # metres above the table while carrying
@@ -54,7 +54,7 @@ class ScriptedExpert:
             raise ValueError(f"the scripted expert has no top-down grasp for robot '{env.robot}'")
         self.env = env
         self.dt = control_period
-        self._down = rpy_to_matrix(np.array(env.config.tcp_down_rpy))
+        self._down = env.tool_down_rotation(0.0)
         self.reset()
 
     def reset(self) -> None:
@@ -159,7 +159,7 @@ class ScriptedExpert:
         return self._command(waypoint.gripper)
 
     def _command(self, gripper: float) -> ExpertAction:
-        rot = rpy_to_matrix(np.array([0.0, 0.0, self._cmd_yaw])) @ self._down
+        rot = self.env.tool_down_rotation(self._cmd_yaw)
         result = self.env.kinematics.solve(self._cmd_pos, rot, self._q, self.env.data.qpos)
         self.ik_failures += int(not result.converged)
         self._q = result.q

@@ -44,6 +44,7 @@ from internvla_policy.data import DatasetError, LeRobotWriter, write_jsonl
 XYZ, RPY = ("x", "y", "z"), ("roll", "pitch", "yaw")
 ACTION_KEYS = ("action.delta_eef_position", "action.delta_eef_rotation", "action.gripper_open")
 VIDEO_CODEC, VIDEO_GOP = "libsvtav1", 2  # AV1 like LeRobot's recorder; a short GOP for cheap random access
+EXPERT_REPORT = "meta/expert_report.json"
 RECORDING_STREAM = 1  # second seed word of the recorder's own draws (start pose kind, pushes)
 
 
@@ -237,9 +238,18 @@ def record_expert_dataset(
         "action_frame": "robot base, tool frame " + env.config.tcp_body,
         "wall_time_s": round(time.monotonic() - started, 1),
     }
-    (root / "meta" / "expert_report.json").write_text(json.dumps(report, indent=4) + "\n")
+    (root / EXPERT_REPORT).write_text(json.dumps(report, indent=4) + "\n")
     log(f"wrote {root}: {report['episodes']} episodes, expert success {successes}/{attempts}")
     return root
+
+
+def read_expert_report(root: Path) -> dict | None:
+    """A recording's ``meta/expert_report.json`` (None when absent); reports written before random
+    starts and pushes existed read as recorded from home without pushes."""
+    path = root / EXPERT_REPORT
+    if not path.is_file():
+        return None
+    return {"random_start": 0.0, "perturbation": asdict(Perturbation()), **json.loads(path.read_text())}
 
 
 def main(argv: list[str] | None = None) -> int:
