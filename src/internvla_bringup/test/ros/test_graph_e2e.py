@@ -171,9 +171,11 @@ def test_instruction_moves_the_arm_within_limits(franka):
     assert_within_limits(observer, commands)
     period = 1.0 / profile.control.rate_hz
     stamps = [c.header.stamp.sec + c.header.stamp.nanosec * 1e-9 for c in commands]
-    # one command per control tick, not one per chunk (16 ticks); a loaded 2-core machine stretches the
-    # ticks (a CI-like run measured a median of 0.156 s at 10 Hz), so this is no timing benchmark
-    assert 0.5 * period <= np.median(np.diff(stamps)) <= 2.0 * period
+    # One command per control tick, not one per chunk: the tiny model's chunk is 16 ticks, so a
+    # policy publishing per chunk would space them by 16 periods. A loaded 2-core machine stretches
+    # the ticks (CI runs measured medians of 0.156 s and 0.222 s at 10 Hz), so the upper bound sits
+    # between the two; this is no timing benchmark (src/internvla_policy/bench/ measures latency).
+    assert 0.5 * period <= np.median(np.diff(stamps)) <= 4.0 * period
 
 
 def test_disabled_policy_moves_nothing(franka):
