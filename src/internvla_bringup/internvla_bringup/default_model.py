@@ -35,7 +35,13 @@ import torch
 
 from internvla_bringup.checkpoints import cache_dir
 from internvla_bringup.evaluation import NO_GUIDANCE, EvalSettings, Evaluator
-from internvla_bringup.sim.record import ACTION_KEYS, Perturbation, read_expert_report, record_expert_dataset
+from internvla_bringup.sim.record import (
+    ACTION_KEYS,
+    Perturbation,
+    camera_mounts,
+    read_expert_report,
+    record_expert_dataset,
+)
 from internvla_bringup.sim.robots import SCENE_CAMERA
 from internvla_bringup.sim.scene import BLOCK_COLOURS, BOWL, block_name
 from internvla_bringup.sim.tasks import DEFAULT_KINDS, Task
@@ -188,6 +194,7 @@ def recorded_as_asked(data_dir: Path, episodes: int, random_start: float, pertur
         "image_size": [IMAGE_SIZE, IMAGE_SIZE],
         "random_start": random_start,
         "perturbation": asdict(perturbation),
+        "cameras": camera_mounts("franka"),
     }
     return all(recorded.get(key) == value for key, value in wanted.items())
 

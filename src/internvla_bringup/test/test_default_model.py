@@ -17,7 +17,7 @@ from internvla_bringup.default_model import (
     training_summary,
 )
 from internvla_bringup.evaluation import EpisodeResult, EvalSettings, summarize
-from internvla_bringup.sim.record import Perturbation, record_expert_dataset
+from internvla_bringup.sim.record import Perturbation, camera_mounts, record_expert_dataset
 from internvla_policy.model import InternVLAM1
 from internvla_policy.model.checkpoint import locate_run
 from internvla_policy.training.diagnostics import USAGE_FILE, ConditionUsage, OpenLoopError, write_usage
@@ -50,15 +50,22 @@ def test_recorded_data_is_reused_only_when_recorded_as_asked(tmp_path) -> None:
         "image_size": [IMAGE_SIZE, IMAGE_SIZE],
         "random_start": 0.75,
         "perturbation": asdict(pushes),
+        "cameras": camera_mounts("franka"),
     }
     report.write_text(json.dumps({**wanted, "wall_time_s": 1.0}))
     assert recorded_as_asked(tmp_path, 3, 0.75, pushes) and not recorded_as_asked(tmp_path, 4, 0.75, pushes)
     assert not recorded_as_asked(tmp_path, 3, 0.0, pushes)
-    # A recording from before these settings existed was from home without pushes.
-    older = {k: v for k, v in wanted.items() if k in ("episodes", "seed", "image_size")}
+    # A recording from before these settings existed was from home without pushes...
+    older = {k: v for k, v in wanted.items() if k in ("episodes", "seed", "image_size", "cameras")}
     report.write_text(json.dumps(older))
     assert recorded_as_asked(tmp_path, 3, 0.0, Perturbation())
     assert not recorded_as_asked(tmp_path, 3, 0.75, pushes)
+    # ...but frames from cameras mounted elsewhere (or not noted) are another dataset.
+    moved = json.loads(json.dumps(wanted["cameras"]))
+    moved[0]["fovy_deg"] += 10.0
+    for cameras in (moved, None):
+        report.write_text(json.dumps({**wanted, "cameras": cameras}))
+        assert not recorded_as_asked(tmp_path, 3, 0.75, pushes)
 
 
 def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:

@@ -35,7 +35,7 @@ import numpy as np
 from internvla_bringup.sim.camera import camera_pose, project
 from internvla_bringup.sim.env import SimEnv
 from internvla_bringup.sim.expert import ExpertAction, ScriptedExpert
-from internvla_bringup.sim.robots import SCENE_CAMERA
+from internvla_bringup.sim.robots import SCENE_CAMERA, robot_config
 from internvla_bringup.sim.scene import object_label
 from internvla_bringup.sim.servo import TrajectoryPoint
 from internvla_bringup.sim.transforms import matrix_to_rpy
@@ -234,6 +234,7 @@ def record_expert_dataset(
         "image_size": [image_size, image_size],
         "random_start": random_start,
         "perturbation": asdict(perturbation),
+        "cameras": camera_mounts(robot),
         "action_keys": list(ACTION_KEYS),
         "action_frame": "robot base, tool frame " + env.config.tcp_body,
         "wall_time_s": round(time.monotonic() - started, 1),
@@ -243,9 +244,15 @@ def record_expert_dataset(
     return root
 
 
+def camera_mounts(robot: str) -> list[dict]:
+    """Where ``robot``'s simulated cameras sit, as a recording's report stores it (JSON types):
+    frames from differently mounted cameras are a different dataset."""
+    return json.loads(json.dumps([asdict(mount) for mount in robot_config(robot).cameras]))
+
+
 def read_expert_report(root: Path) -> dict | None:
     """A recording's ``meta/expert_report.json`` (None when absent); reports written before random
-    starts and pushes existed read as recorded from home without pushes."""
+    starts and pushes existed read as recorded from home without pushes (their cameras stay unknown)."""
     path = root / EXPERT_REPORT
     if not path.is_file():
         return None

@@ -139,7 +139,7 @@ def run_diagnostics(
     data_spec = model.config.raw.get("trainer", {}).get("data")
     if data_spec is None:
         raise CheckpointError(f"{run}: its config.yaml has no trainer.data section (not trained here)")
-    root = Path(dataset or data_spec["root"])
+    root = Path(dataset or data_spec["root"]).expanduser()
     unnorm_key = data_spec["unnorm_key"]
     statistics = DatasetStatistics.from_json(model.norm_stats[unnorm_key], f"norm_stats[{unnorm_key!r}]")
     keys = (data_spec["camera_keys"], data_spec["action_keys"], model.horizon)

@@ -32,7 +32,12 @@ class DataSpec:
     episodes: tuple[int, ...] | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "root": str(self.root)}
+        """The spec as a run's config records it; a root under the home folder is written ``~/...`` so
+        a published run names no one's home (readers expand it)."""
+        root = self.root.expanduser().absolute()
+        home = Path.home()
+        shown = Path("~") / root.relative_to(home) if root.is_relative_to(home) else root
+        return {**asdict(self), "root": str(shown)}
 
 
 @dataclass(frozen=True)

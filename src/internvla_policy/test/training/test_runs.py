@@ -111,6 +111,16 @@ def test_train_run_writes_a_loadable_run_with_its_settings(tmp_path, dataset) ->
     ]
 
 
+def test_data_root_is_recorded_home_relative(tmp_path, monkeypatch) -> None:
+    """A published run's config names the data as ``~/...``, not one user's home folder."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    spec = DataSpec(tmp_path / "home" / "data" / "sim", CAMERAS, ACTION_KEYS, "sim")
+    assert spec.to_json()["root"] == "~/data/sim"
+    assert DataSpec(tmp_path / "elsewhere", CAMERAS, ACTION_KEYS, "sim").to_json()["root"] == str(
+        tmp_path / "elsewhere"
+    )
+
+
 def test_fine_tuning_on_the_shared_dataset(tmp_path, shared_dataset, capsys) -> None:
     """A few steps from a (tiny, random) pretrained run on the released Franka action space."""
     source = write_tiny_run(tmp_path / "tiny")
