@@ -194,9 +194,8 @@ class Evaluator:
         controller.set_model_ready()
         controller.on_instruction(task.instruction, env.sim_time)
         answer = iou = first_move = None
-        tool = env.tcp_pose()[0]
-        target_offset = (env.object_position(task.obj) - tool)[:2].tolist()
-        closest = float(np.linalg.norm(env.object_position(task.obj) - tool))
+        offset = _tool_to_object(env, task.obj)
+        target_offset, closest = offset[:2].tolist(), float(np.linalg.norm(offset))
         step = 0
         for step in range(1, self.settings.max_steps + 1):
             now = env.sim_time
@@ -224,7 +223,7 @@ class Evaluator:
                 env.command_trajectory(params.joint_names, [TrajectoryPoint(period, command.joint_positions)])
                 env.command_gripper(command.gripper_opening)
             succeeded = env.step(period).success
-            closest = min(closest, float(np.linalg.norm(env.object_position(task.obj) - env.tcp_pose()[0])))
+            closest = min(closest, float(np.linalg.norm(_tool_to_object(env, task.obj))))
             if succeeded:
                 break
         return EpisodeResult(
@@ -240,6 +239,11 @@ class Evaluator:
             target_offset,
             closest,
         )
+
+
+def _tool_to_object(env: SimEnv, name: str) -> np.ndarray:
+    """Vector from the tool centre point to object ``name``, robot base frame."""
+    return env.object_position(name) - env.tcp_pose()[0]
 
 
 def evaluate(settings: EvalSettings, out_dir: Path, workers: int = 1) -> dict[str, Any]:

@@ -10,7 +10,6 @@ LeRobot writer makes this run everywhere; the shared sim_pick_place episode runs
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -71,15 +70,6 @@ def synthetic_dataset(tmp_path_factory) -> Path:
         _synthetic_episode("place the cube", SYNTHETIC_FRAMES),
     ]
     return write_dataset(tmp_path_factory.mktemp("replay") / "dataset", episodes, fps=SYNTHETIC_FPS)
-
-
-@pytest.fixture(scope="module")
-def shared_dataset() -> Path:
-    shared = Path(os.environ["INTERNVLA_SHARED_DIR"])
-    dataset = shared / "data" / "sim_pick_place"
-    if not (dataset / "meta" / "info.json").is_file():
-        pytest.skip(f"{dataset} is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
-    return dataset
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Datasets for the data tests: the shared sim_pick_place recording and a small synthetic one.
+"""The synthetic dataset for the data tests (the shared sim_pick_place fixture is in the root conftest).
 
 The synthetic dataset is written with the package's own LeRobot writer into a temporary folder, so
 these tests run on a clone without ../shared. Its values are simple enough to check by hand:
@@ -15,7 +15,6 @@ these tests run on a clone without ../shared. Its values are simple enough to ch
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,21 +80,3 @@ def synthetic(tmp_path_factory) -> Synthetic:
     modality["state"]["first_two"] = {"start": 0, "end": 2, "original_key": "state.joints"}
     modality_file.write_text(json.dumps(modality))
     return Synthetic(root)
-
-
-def shared_path(relative: str) -> Path:
-    """``relative`` inside the shared folder (``INTERNVLA_SHARED_DIR``); skips the test when absent."""
-    path = Path(os.environ["INTERNVLA_SHARED_DIR"]) / relative
-    if not path.exists():
-        pytest.skip(f"{path} is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
-    return path
-
-
-@pytest.fixture(scope="session")
-def shared_dataset() -> Path:
-    return shared_path("data/sim_pick_place/meta/info.json").parents[1]
-
-
-@pytest.fixture(scope="session")
-def shared_reference() -> Path:
-    return shared_path("reference/tiny_a")

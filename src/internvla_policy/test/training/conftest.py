@@ -8,7 +8,6 @@ meta/grounding.jsonl giving the square's box on every other frame. Episode 0 is 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -75,13 +74,4 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
         video_codec="libx264",
     )
     write_jsonl(root / "meta" / "grounding.jsonl", [grounding_record(0), grounding_record(1)])
-    return root
-
-
-@pytest.fixture(scope="session")
-def shared_dataset() -> Path:
-    shared = Path(os.environ["INTERNVLA_SHARED_DIR"])
-    root = shared / "data" / "sim_pick_place"
-    if not (root / "meta" / "info.json").is_file():
-        pytest.skip(f"{root} is absent (set INTERNVLA_SHARED_DIR to the shared folder)")
     return root
