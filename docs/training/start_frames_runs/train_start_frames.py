@@ -4,7 +4,7 @@ the first frames of each episode only, where the expert's first moves depend on 
     python docs/training/start_frames_runs/train_start_frames.py OUT --minutes 8 [--no-grounding]
         [--lr 1e-3] [--colour red] [--threads 2] [--save-every 0]
 
-then ``python docs/training/start_frames_runs/start_response.py OUT/checkpoints/<ckpt> DATA 40``.
+then ``python -m internvla_policy.training.diagnostics OUT --episodes 0 1 ... 39`` for its start response.
 Reads the data ``make train-default`` records (its cache folder). Not part of the package: it swaps the
 sampler of ``internvla_policy.training`` for one that draws from the first ``--frames`` frames.
 """
