@@ -22,5 +22,5 @@ def small_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         run, SMALL_MODEL_DIMS, {}, tokenizer_corpus(["pick up the blue block"], 224), seed=0
     )
     write_run_metadata(run, tree, statistics)
-    save_weights(run, model, step=0)
+    save_weights(run, model.state_dict(), step=0)
     return run

@@ -88,16 +88,16 @@ def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
     (run / SUMMARY_FILE).write_text(json.dumps({**summary, "expert_success_rate": 1.0, "image_size": 224}))
     (run / "MODEL_CARD.md").write_text("placeholder")
     axes = {
-        "x": AxisResponse(0.004, 0.04, 0.3),
-        "y": AxisResponse(0.003, 0.073, None),
-        "z": AxisResponse(0.001, 0.012, 0.0),
+        "x": AxisResponse(0.004, 0.01, 0.04, 0.3),
+        "y": AxisResponse(0.003, 0.02, 0.073, None),
+        "z": AxisResponse(0.001, 0.005, 0.012, 0.0),
     }
     write_usage(
         run,
         Diagnostics(
             ConditionUsage(own=0.08, shuffled=0.1, uncondition=0.11, samples=128),
             OpenLoopError(model_m=0.0038, mean_action_m=0.0092, frames=30),
-            StartResponse(axes, condition_spread=0.07, episodes=16),
+            StartResponse(axes, condition_spread=0.07, episodes=16, seeds=4),
         ),
     )
     out = tmp_path / "published"
@@ -130,6 +130,9 @@ def test_publish_and_model_card_from_an_evaluation(tmp_path, small_run) -> None:
     assert "Approach measures: not in this evaluation." in card  # these results carry no first chunk
     assert "On 128 training samples the action loss is 0.0800" in card and "(gain 20.0%" in card
     assert "off by 3.8 mm against 9.2 mm" in card
-    assert "spreads 0.3 cm across scenes against 7.3 cm for the expert (correlation n/a)" in card
+    assert (
+        "spreads 0.3 cm across scenes (averaged over 4 noise seeds, which spread it by 2.0 cm) against "
+        "7.3 cm for the expert (correlation n/a)"
+    ) in card
     assert "so it starts the same way whatever the scene and does not locate the block" in card
     assert "| pick | 1 | 100% | 0% |" in card and "grounding box IoU\n0.50" in card

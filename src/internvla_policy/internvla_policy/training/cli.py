@@ -55,9 +55,11 @@ def parser() -> argparse.ArgumentParser:
     result.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     defaults = TrainSettings()
     for field in fields(TrainSettings):
-        result.add_argument(
-            f"--{field.name.replace('_', '-')}", type=type(getattr(defaults, field.name)), default=None
-        )
+        option, default = f"--{field.name.replace('_', '-')}", getattr(defaults, field.name)
+        if isinstance(default, bool):  # argparse's type=bool would read "False" as true
+            result.add_argument(option, action=argparse.BooleanOptionalAction, default=None)
+        else:
+            result.add_argument(option, type=type(default), default=None)
     return result
 
 

@@ -17,10 +17,14 @@ the target), the first ``START_STEPS`` translation steps of the sampled chunk, s
 the recorded ones: their spread across episodes and their correlation. Open-loop error averages over
 whole episodes, where the arm's own progress tells the way (behaviour cloning's copycat shortcut); a
 model that does not locate the target predicts the same start for every scene, which only this
-shows. The published built-in model measured a sideways spread of 0.3 cm against the expert's 7.3 cm
-(correlation -0.22) on its first 16 training episodes. ``condition_spread`` says where that is lost: the
-across-episode standard deviation of the condition tokens at those frames, relative to their overall
-one (about 0.07 for that model, against 0.11 for the scene camera's pixels).
+shows. Every scene is sampled with the same ``START_SEEDS`` noise seeds: the spread across scenes (of
+the seed-averaged starts) is the scene's doing, the spread across seeds beside it the noise's. With a
+single shared seed a model whose sample follows its noise, not its scene, looks like one that starts
+the same way everywhere (DESIGN.md §6). The published built-in model measured (with one seed) a
+sideways spread of 0.3 cm against the expert's 7.3 cm (correlation -0.22) on its first 16 training
+episodes. ``condition_spread`` says where that is lost: the across-episode standard deviation of the
+condition tokens at those frames, relative to their overall one (about 0.07 for that model, against
+0.11 for the scene camera's pixels).
 
 Usage: python -m internvla_policy.training.diagnostics RUN [--dataset DIR] [--episodes N ...]
 (writes RUN/condition_usage.json with the three measures; the dataset and its keys default to the ones the
@@ -56,6 +60,8 @@ OPEN_LOOP_STRIDE = 8
 START_STEPS = 8
 """Chunk steps summed for the start response: the first 0.8 s at 10 Hz, where the expert's path to the
 target bends sideways."""
+START_SEEDS = 4
+"""Noise seeds (0, 1, ...) each episode's start is sampled with."""
 AXES = ("x", "y", "z")
 
 
@@ -91,9 +97,13 @@ class OpenLoopError:
 
 @dataclass(frozen=True)
 class AxisResponse:
-    """One translation axis of the start response: spreads across episodes (metres) and correlation."""
+    """One translation axis of the start response (metres): spreads across episodes and seeds, and the
+    correlation of the seed-averaged start with the recorded one."""
 
     model_std_m: float
+    """Across episodes, of each episode's start averaged over the seeds."""
+    seed_std_m: float
+    """Across seeds, averaged over the episodes."""
     recorded_std_m: float
     correlation: float | None
     """None when either side does not vary (a model that ignores its inputs)."""
@@ -106,6 +116,7 @@ class StartResponse:
     axes: dict[str, AxisResponse]
     condition_spread: float
     episodes: int
+    seeds: int
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,31 +139,44 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float | None:
 
 @torch.no_grad()
 def start_response(
-    model: InternVLAM1, data: TrainingData, unnorm_key: str, *, steps: int = START_STEPS, seed: int = 0
+    model: InternVLAM1,
+    data: TrainingData,
+    unnorm_key: str,
+    *,
+    steps: int = START_STEPS,
+    seeds: int = START_SEEDS,
 ) -> StartResponse:
-    """The start response over every episode ``data`` holds (at least two), sampled as the node samples."""
+    """The start response over every episode ``data`` holds (at least two), sampled as the node samples
+    with the noise seeds 0 .. ``seeds`` - 1 for each."""
     if len(data.episodes) < 2:
         raise ValueError(f"the start response compares episodes: need at least 2, got {len(data.episodes)}")
     views = [data.views(episode, 0) for episode in data.episodes]
     instructions = [data.instructions[episode] for episode in data.episodes]
-    predicted = np.stack(
+    predicted = np.array(  # [episode, seed, axis]
         [
-            model.predict_action([v], [text], seed=seed, unnorm_key=unnorm_key).actions[0, :steps, :3].sum(0)
+            [
+                model.predict_action([v], [text], seed=seed, unnorm_key=unnorm_key)
+                .actions[0, :steps, :3]
+                .sum(0)
+                for seed in range(seeds)
+            ]
             for v, text in zip(views, instructions, strict=True)
         ]
     )
+    per_episode = predicted.mean(axis=1)
     recorded = np.stack([data.reader.actions(e)[:steps, :3].sum(0) for e in data.episodes])
     condition = action_condition(model, views, instructions)
     spread = float(condition.std(dim=0).mean() / condition.std())
     axes = {
         name: AxisResponse(
-            float(predicted[:, i].std()),
+            float(per_episode[:, i].std()),
+            float(predicted[:, :, i].std(axis=1).mean()),
             float(recorded[:, i].std()),
-            _correlation(predicted[:, i], recorded[:, i]),
+            _correlation(per_episode[:, i], recorded[:, i]),
         )
         for i, name in enumerate(AXES)
     }
-    return StartResponse(axes, spread, len(data.episodes))
+    return StartResponse(axes, spread, len(data.episodes), seeds)
 
 
 def open_loop_error(
@@ -255,9 +279,10 @@ def describe(diagnostics: Diagnostics) -> str:
         f"action loss with its own condition {usage.own:.4f}, shuffled {usage.shuffled:.4f}, "
         f"none {usage.uncondition:.4f} (gain {usage.gain:.1%}, {usage.samples} samples); open loop "
         f"{open_loop.model_m * 1e3:.1f} mm vs {open_loop.mean_action_m * 1e3:.1f} mm for the mean action "
-        f"({open_loop.frames} frames); first sideways move spread {sideways.model_std_m * 100:.1f} cm vs "
-        f"{sideways.recorded_std_m * 100:.1f} cm recorded (correlation {correlation}, condition spread "
-        f"{diagnostics.start.condition_spread:.3f}, {diagnostics.start.episodes} episodes)"
+        f"({open_loop.frames} frames); first sideways move spread {sideways.model_std_m * 100:.1f} cm across "
+        f"scenes ({sideways.seed_std_m * 100:.1f} cm across seeds) vs {sideways.recorded_std_m * 100:.1f} cm "
+        f"recorded (correlation {correlation}, condition spread {diagnostics.start.condition_spread:.3f}, "
+        f"{diagnostics.start.episodes} episodes x {diagnostics.start.seeds} seeds)"
     )
 
 

@@ -11,7 +11,8 @@ can leave the trainer state behind.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,6 @@ import torch
 import yaml
 
 from internvla_policy.data import DatasetStatistics, write_statistics
-from internvla_policy.model import InternVLAM1
 
 STATE_NAME = re.compile(r"^steps_(\d+)_trainer_state\.pt$")
 LOG_FILE = "train_log.jsonl"
@@ -40,13 +40,11 @@ def write_run_metadata(run_dir: Path, tree: dict[str, Any], statistics: dict[str
     write_statistics(run_dir / "dataset_statistics.json", statistics)
 
 
-def save_weights(run_dir: Path, model: InternVLAM1, step: int) -> Path:
-    """The whole model's ``state_dict`` (tied keys included, as upstream saves it) as float32."""
+def save_weights(run_dir: Path, weights: Mapping[str, torch.Tensor], step: int) -> Path:
+    """A whole model's ``state_dict`` (tied keys included, as upstream saves it) as float32."""
     path = checkpoint_path(run_dir, step)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        key: value.detach().to("cpu", torch.float32).clone() for key, value in model.state_dict().items()
-    }
+    state = {key: value.detach().to("cpu", torch.float32).clone() for key, value in weights.items()}
     torch.save(state, path)
     return path
 
@@ -61,6 +59,9 @@ class TrainerState:
     torch_generator: torch.Tensor
     numpy_generator: dict[str, Any]
     history: list[dict[str, Any]]
+    unfolded: dict[str, torch.Tensor] = field(default_factory=dict)
+    """The weights as trained where the checkpoint holds them with the condition's standardisation
+    folded in (``standardization``); empty without it."""
 
     def save(self, state_dir: Path) -> Path:
         path = state_path(state_dir, self.step)

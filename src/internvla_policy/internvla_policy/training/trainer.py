@@ -27,6 +27,7 @@ from internvla_policy.model.checkpoint import read_state_dict
 from .objective import action_condition, diffusion_loss, grounding_loss
 from .run_files import LOG_FILE, TrainerState, checkpoint_path, latest_state, save_weights
 from .samples import TrainingData
+from .standardization import folded_weights, measure_statistics, standardize, trained_weights
 
 PRINT_EVERY_RECORDS = 10
 """Every tenth logged record is also printed, so the console log shows the loss curve."""
@@ -76,6 +77,12 @@ class TrainSettings:
     grounding_weight: float = 0.5
     grad_clip: float = 1.0
     """Gradient-norm limit, applied to each of ``clip_groups`` separately."""
+    standardize_condition: bool = False
+    """Standardise the condition tokens across samples before the DiT (``standardization``), folded into
+    its weights in every checkpoint. For models trained from scratch, whose condition differs across
+    samples by about 1% of its variance; a pretrained DiT expects its condition as it was."""
+    standardize_samples: int = 1024
+    """Training samples the standardisation's statistics are measured on for each checkpoint."""
     seed: int = 0
     time_limit_s: float = 0.0
     """Stop (and finish the schedule) after this much training time; 0 means steps alone decide."""
@@ -85,9 +92,12 @@ class TrainSettings:
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "learning_rate": self.learning_rate}
         positive |= {"repeated_diffusion_steps": self.repeated_diffusion_steps, "log_every": self.log_every}
+        positive["standardize_samples"] = self.standardize_samples
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if self.standardize_condition and self.batch_size < 2:
+            raise ValueError("standardize_condition compares the samples of a batch: batch_size must be >= 2")
         for name in ("cfg_dropout", "overlay_probability", "min_lr_ratio"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
@@ -149,7 +159,13 @@ class Trainer:
         if path is None:
             return False
         state = TrainerState.load(path)
-        self.model.load_state_dict(read_state_dict(checkpoint_path(self.run_dir, state.step)))
+        if bool(state.unfolded) != self.settings.standardize_condition:
+            raise ValueError(
+                f"{path} was saved with standardize_condition={bool(state.unfolded)}; "
+                "resume with the same setting"
+            )
+        weights = read_state_dict(checkpoint_path(self.run_dir, state.step))
+        self.model.load_state_dict({**weights, **state.unfolded})
         self.optimizer.load_state_dict(state.optimizer)
         self.generator.set_state(state.torch_generator)
         self.rng.bit_generator.state = state.numpy_generator
@@ -178,6 +194,8 @@ class Trainer:
         s, model = self.settings, self.model
         batch = self.data.action_batch(self.rng, s.batch_size, s.overlay_probability)
         condition = action_condition(model, batch.views, batch.instructions)
+        if s.standardize_condition:
+            condition = standardize(condition)
         action_loss = diffusion_loss(
             model.action_model.net,
             batch.actions,
@@ -204,8 +222,18 @@ class Trainer:
         return {"loss": loss.item(), **losses}
 
     def save(self) -> Path:
-        """Weights in the released layout and the trainer state, both for the current step."""
-        path = save_weights(self.run_dir, self.model, self.step)
+        """Weights in the released layout and the trainer state, both for the current step.
+
+        With ``standardize_condition`` the checkpoint holds the standardisation folded into the DiT,
+        with statistics measured on the weights being saved; the DiT's tensors as trained go into the
+        trainer state. The model in training keeps its training form.
+        """
+        weights = self.model.state_dict()
+        trained = {}
+        if self.settings.standardize_condition:
+            trained = trained_weights(self.model)
+            weights = {**weights, **self._folded_weights()}
+        path = save_weights(self.run_dir, weights, self.step)
         TrainerState(
             self.step,
             self.elapsed_s,
@@ -213,8 +241,30 @@ class Trainer:
             self.generator.get_state(),
             self.rng.bit_generator.state,
             self.history,
+            trained,
         ).save(self.state_dir)
         return path
+
+    def _folded_weights(self) -> dict[str, torch.Tensor]:
+        """The DiT's tensors with the standardisation folded in, on statistics of the current weights.
+
+        The samples are drawn from their own generator, seeded by the run's seed and the step, so that
+        measuring leaves the training's random streams (and so a resumed run) untouched.
+        """
+        s = self.settings
+        statistics = measure_statistics(
+            self.model,
+            self.data,
+            np.random.default_rng((s.seed, self.step)),
+            samples=s.standardize_samples,
+            batch_size=s.batch_size,
+            overlay_probability=s.overlay_probability,
+        )
+        self.log(
+            f"step {self.step}: the condition's spread across {statistics.samples} training samples is "
+            f"{statistics.relative_spread:.4f} of its RMS; its standardisation is folded into the DiT"
+        )
+        return folded_weights(self.model.action_model.net, statistics)
 
     def run(self, until: int | None = None) -> TrainResult:
         """Train until the step or time budget is used up (or step ``until``, to continue later with

@@ -57,9 +57,13 @@ def test_start_response_of_a_new_model_against_hand_computed_recorded_spreads(tm
     assert result.axes["x"].recorded_std_m == pytest.approx(np.std([0.08, 0.06]))
     assert result.axes["y"].recorded_std_m == pytest.approx(np.std([-0.056, -0.030]))
     assert result.axes["z"].recorded_std_m == 0.0
-    # zero noise prediction and the same seed: the same chunk for both scenes, so no correlation
+    # zero noise prediction: each seed gives both scenes the same chunk, so no spread across scenes and no
+    # correlation; the chunk is the seed's noise, so the seeds spread it (sideways; x and z are constant in
+    # the data, and their statistics pin them)
+    assert result.seeds == 4
     for axis in result.axes.values():
         assert axis.model_std_m == pytest.approx(0.0, abs=1e-9) and axis.correlation is None
+    assert result.axes["y"].seed_std_m > 0
     assert 0.0 < result.condition_spread < 1.0  # the two first frames differ, and so do their conditions
 
 

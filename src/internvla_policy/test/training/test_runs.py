@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -14,10 +15,11 @@ from internvla_policy.model.checkpoint import read_state_dict
 from internvla_policy.model.tiny import write_tiny_run
 from internvla_policy.training import DataSpec, ModelSource, TrainSettings, train_run
 from internvla_policy.training.build import SMALL_MODEL_DIMS, new_model, tokenizer_corpus
-from internvla_policy.training.cli import main
+from internvla_policy.training.cli import main, parser
 from internvla_policy.training.pipeline import GroundingTask
-from internvla_policy.training.run_files import LOG_FILE, save_weights, write_run_metadata
+from internvla_policy.training.run_files import LOG_FILE, checkpoint_path, save_weights, write_run_metadata
 from internvla_policy.training.samples import TrainingData, open_reader, read_grounding
+from internvla_policy.training.standardization import FOLDED_KEYS
 from internvla_policy.training.trainer import Trainer, clip_gradients, clip_groups
 
 from .conftest import ACTION_KEYS, CAMERAS, TASKS
@@ -46,7 +48,7 @@ def test_saved_weights_reload_bit_for_bit_through_the_released_loader(tmp_path, 
         for parameter in model.parameters():  # make every weight distinct from its initial value
             parameter.add_(0.01 * torch.randn_like(parameter))
     write_run_metadata(run, tree, {"franka": statistics})
-    save_weights(run, model, step=5)
+    save_weights(run, model.state_dict(), step=5)
     loaded = InternVLAM1.from_pretrained(run)
     ours, theirs = model.state_dict(), loaded.state_dict()
     assert ours.keys() == theirs.keys()
@@ -59,26 +61,41 @@ def test_saved_weights_reload_bit_for_bit_through_the_released_loader(tmp_path, 
     assert np.array_equal(first.normalized, second.normalized)
 
 
-def _trainer(run, state, dataset, model=None) -> Trainer:
+def _trainer(run, state, dataset, model=None, settings: TrainSettings = SETTINGS) -> Trainer:
     if model is None:
-        model, tree = new_model(run, SMALL_MODEL_DIMS, {}, tokenizer_corpus(TASKS, 64), SETTINGS.seed)
+        model, tree = new_model(run, SMALL_MODEL_DIMS, {}, tokenizer_corpus(TASKS, 64), settings.seed)
         reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
         write_run_metadata(run, tree, {"franka": compute_statistics(reader)})
     reader = open_reader(dataset, CAMERAS, ACTION_KEYS, 16, None)
     data = TrainingData(reader, compute_statistics(reader), read_grounding(dataset), log=lambda _: None)
     return Trainer(
-        model, data, SETTINGS, run, state_dir=state, grounding_prompt=GROUNDING.prompt, log=lambda _: None
+        model, data, settings, run, state_dir=state, grounding_prompt=GROUNDING.prompt, log=lambda _: None
     )
 
 
-def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_path, dataset) -> None:
-    straight = _trainer(tmp_path / "a", tmp_path / "a_state", dataset).run()
-    interrupted = _trainer(tmp_path / "b", tmp_path / "b_state", dataset)
+@pytest.mark.parametrize("standardize", [False, True], ids=["raw_condition", "standardized_condition"])
+def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(
+    tmp_path, dataset, standardize
+) -> None:
+    """With the condition's standardisation, every checkpoint holds it folded in (released keys) and the
+    trainer state the weights as trained: the resumed run continues from those, bit for bit."""
+    settings = replace(SETTINGS, standardize_condition=standardize, standardize_samples=4)
+    straight = _trainer(tmp_path / "a", tmp_path / "a_state", dataset, settings=settings).run()
+    interrupted = _trainer(tmp_path / "b", tmp_path / "b_state", dataset, settings=settings)
     assert interrupted.run(until=4).step == 4
     again = _trainer(
-        tmp_path / "b", tmp_path / "b_state", dataset, InternVLAM1.from_pretrained(tmp_path / "b")
+        tmp_path / "b",
+        tmp_path / "b_state",
+        dataset,
+        InternVLAM1.from_pretrained(tmp_path / "b"),
+        settings=settings,
     )
     assert again.resume() and again.step == 4
+    folded = read_state_dict(checkpoint_path(tmp_path / "b", 4))
+    unfolded = again.model.state_dict()
+    assert folded.keys() == unfolded.keys()
+    differ = {key for key in folded if not torch.equal(folded[key], unfolded[key])}
+    assert differ == (set(FOLDED_KEYS) if standardize else set())
     resumed = again.run()
     assert (straight.step, resumed.step) == (6, 6)
     assert [r["step"] for r in resumed.history] == [1, 2, 3, 4, 5, 6]
@@ -87,6 +104,14 @@ def test_resume_continues_the_step_count_and_matches_an_uninterrupted_run(tmp_pa
     a, b = read_state_dict(straight.checkpoint), read_state_dict(resumed.checkpoint)
     assert all(torch.equal(a[key], b[key]) for key in a)
     assert [r["loss"] for r in straight.history] == [r["loss"] for r in resumed.history]
+
+
+def test_resume_refuses_a_state_saved_with_the_other_standardization_setting(tmp_path, dataset) -> None:
+    settings = replace(SETTINGS, standardize_condition=True, standardize_samples=2)
+    _trainer(tmp_path / "run", tmp_path / "state", dataset, settings=settings).run(until=1)
+    model = InternVLAM1.from_pretrained(tmp_path / "run")
+    with pytest.raises(ValueError, match="standardize_condition=True"):
+        _trainer(tmp_path / "run", tmp_path / "state", dataset, model).resume()
 
 
 def test_train_run_writes_a_loadable_run_with_its_settings(tmp_path, dataset) -> None:
@@ -144,6 +169,8 @@ def test_command_line_errors_name_the_problem(tmp_path, dataset, capsys) -> None
     assert "video.nope" in capsys.readouterr().err
     with pytest.raises(ValueError, match="batch_size must be positive"):
         TrainSettings(batch_size=0)
+    with pytest.raises(ValueError, match="batch_size must be >= 2"):
+        TrainSettings(batch_size=1, standardize_condition=True)
 
 
 def test_the_vlm_and_the_action_path_are_clipped_on_their_own(tmp_path) -> None:
@@ -163,3 +190,10 @@ def test_the_vlm_and_the_action_path_are_clipped_on_their_own(tmp_path) -> None:
         torch.cat([p.grad.flatten() for p in groups["vlm"]])
     ).item() == pytest.approx(1.0, rel=1e-3)
     assert all(torch.equal(p.grad, before) for p, before in zip(groups["action"], action_before, strict=True))
+
+
+def test_switches_are_on_off_options_on_the_command_line(dataset) -> None:
+    required = ["--dataset", str(dataset), "--out", "x", "--camera-keys", "c", "--action-keys", "a"]
+    assert parser().parse_args(required).standardize_condition is None  # the settings' default decides
+    assert parser().parse_args([*required, "--standardize-condition"]).standardize_condition is True
+    assert parser().parse_args([*required, "--no-standardize-condition"]).standardize_condition is False
