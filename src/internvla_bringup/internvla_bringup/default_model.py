@@ -69,6 +69,7 @@ SETTINGS = TrainSettings(
     grounding_batch_size=8,
     grounding_weight=0.5,
     standardize_condition=True,  # the Q-Former's output differs across scenes by ~1% (DESIGN.md §6)
+    merger_lr_scale=0.1,  # keeps Qwen's image tokens near its text tokens' scale (trainer.optimizer_groups)
     seed=0,
     save_every=500,
 )

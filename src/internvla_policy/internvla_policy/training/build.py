@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from torch import nn
 
 from internvla_policy.model import InternVLAM1, M1Config
@@ -116,7 +117,8 @@ def initialize_new_parameters(model: InternVLAM1, generator: torch.Generator) ->
     to become one, and locating the target is most of this task). DINO's class token, the Q-Former
     queries and the DiT position table: normal with std 0.02; the DiT's "no condition" tokens: normal
     scaled by 1/sqrt(width); the DiT's last layer: zero, so the first noise prediction is zero (DiT's
-    convention). Qwen initialises itself.
+    convention). Qwen initialises itself, except for the scale of its image tokens
+    (``match_image_token_scale``).
     """
     net = model.action_model.net
     body = model.dino_encoder.body
@@ -129,6 +131,28 @@ def initialize_new_parameters(model: InternVLAM1, generator: torch.Generator) ->
     uncondition.copy_(torch.randn(uncondition.shape, generator=generator) / math.sqrt(uncondition.shape[-1]))
     nn.init.zeros_(net.final_layer.linear.weight)
     nn.init.zeros_(net.final_layer.linear.bias)
+    match_image_token_scale(model, generator)
+
+
+@torch.no_grad()
+def match_image_token_scale(model: InternVLAM1, generator: torch.Generator) -> None:
+    """Scale the vision merger's output layer so that image tokens enter Qwen's decoder at the RMS of
+    its text embeddings.
+
+    With transformers' initialisation (every matrix normal with std 0.02) the merger's two layers put
+    the image tokens at about four times the text tokens' RMS (0.082 against 0.020 in the built-in
+    model); the published model ended its training at 12 against 0.05, where the decoder layers no
+    longer change the image tokens (docs/training/README.md). This sets the start only. The merger's
+    output is linear in its last weight (whose bias starts at zero), so one probe image of random
+    pixels at the model's view size (new models always set one) measures the factor.
+    """
+    qwen = model.qwen_vl_interface.model.model
+    width, height = model.config.image_size
+    pixels = torch.randint(0, 256, (height, width, 3), generator=generator, dtype=torch.uint8)
+    inputs = model.qwen_inputs([[Image.fromarray(pixels.numpy())]], [""])
+    tokens = qwen.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output[0]
+    text_rms = qwen.language_model.embed_tokens.weight.square().mean().sqrt()
+    qwen.visual.merger.mlp[-1].weight.mul_(text_rms / tokens.square().mean().sqrt())
 
 
 def sincos_2d(grid: int, width: int) -> torch.Tensor:

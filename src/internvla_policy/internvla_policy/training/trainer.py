@@ -32,6 +32,7 @@ from .standardization import folded_weights, measure_statistics, standardize, tr
 PRINT_EVERY_RECORDS = 10
 """Every tenth logged record is also printed, so the console log shows the loss curve."""
 VLM_MODULE = "qwen_vl_interface"
+VISION_MERGER = "qwen_vl_interface.model.model.visual.merger."
 
 
 def clip_groups(model: InternVLAM1) -> dict[str, list[torch.nn.Parameter]]:
@@ -48,6 +49,24 @@ def clip_groups(model: InternVLAM1) -> dict[str, list[torch.nn.Parameter]]:
         if parameter.requires_grad:
             groups["vlm" if name.startswith(VLM_MODULE + ".") else "action"].append(parameter)
     return groups
+
+
+def optimizer_groups(model: InternVLAM1, merger_lr_scale: float) -> list[dict[str, Any]]:
+    """The trainable parameters as AdamW groups: Qwen's vision merger with its learning rate scaled by
+    ``merger_lr_scale`` (each group's ``lr_scale``), everything else at the schedule's rate.
+
+    Why: the merger's output enters Qwen's decoder as the image tokens, with nothing after it to hold
+    their scale, and Adam moves its weights by about the learning rate per step in directions that
+    compound. From the text embeddings' RMS at the start (``build.match_image_token_scale``), the
+    built-in recipe took the image tokens to 0.85 against 0.031 for text in 150 steps (12 against 0.05
+    in the published model after 4,249), so that the decoder layers no longer changed them. With the
+    merger at a tenth of the rate: 0.075 against 0.033 after 150 steps, with the same losses.
+    """
+    merger, rest = [], []
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            (merger if name.startswith(VISION_MERGER) else rest).append(parameter)
+    return [{"params": rest, "lr_scale": 1.0}, {"params": merger, "lr_scale": merger_lr_scale}]
 
 
 def clip_gradients(groups: dict[str, list[torch.nn.Parameter]], limit: float) -> dict[str, float]:
@@ -77,6 +96,8 @@ class TrainSettings:
     grounding_weight: float = 0.5
     grad_clip: float = 1.0
     """Gradient-norm limit, applied to each of ``clip_groups`` separately."""
+    merger_lr_scale: float = 1.0
+    """Learning-rate factor of Qwen's vision merger (``optimizer_groups``)."""
     standardize_condition: bool = False
     """Standardise the condition tokens across samples before the DiT (``standardization``), folded into
     its weights in every checkpoint. For models trained from scratch, whose condition differs across
@@ -98,7 +119,7 @@ class TrainSettings:
                 raise ValueError(f"{name} must be positive, got {value}")
         if self.standardize_condition and self.batch_size < 2:
             raise ValueError("standardize_condition compares the samples of a batch: batch_size must be >= 2")
-        for name in ("cfg_dropout", "overlay_probability", "min_lr_ratio"):
+        for name in ("cfg_dropout", "overlay_probability", "min_lr_ratio", "merger_lr_scale"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
 
@@ -142,7 +163,7 @@ class Trainer:
         self.grounding_prompt = grounding_prompt
         self.log = log
         self.optimizer = torch.optim.AdamW(
-            [p for p in model.parameters() if p.requires_grad],
+            optimizer_groups(model, settings.merger_lr_scale),
             lr=settings.learning_rate,
             weight_decay=settings.weight_decay,
         )
@@ -214,7 +235,7 @@ class Trainer:
             loss = loss + s.grounding_weight * answer_loss
             losses["grounding_loss"] = answer_loss.item()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.learning_rate()
+            group["lr"] = self.learning_rate() * group["lr_scale"]
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         losses |= clip_gradients(self.clip_groups, s.grad_clip)
