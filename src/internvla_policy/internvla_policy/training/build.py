@@ -142,7 +142,8 @@ def match_image_token_scale(model: InternVLAM1, generator: torch.Generator) -> N
     With transformers' initialisation (every matrix normal with std 0.02) the merger's two layers put
     the image tokens at about four times the text tokens' RMS (0.082 against 0.020 in the built-in
     model); the published model ended its training at 12 against 0.05, where the decoder layers no
-    longer change the image tokens (docs/training/README.md). This sets the start only. The merger's
+    longer change the image tokens (docs/training/README.md). This sets the start only; training keeps
+    the scales near each other with a slower merger (``TrainSettings.merger_lr_scale``). The merger's
     output is linear in its last weight (whose bias starts at zero), so one probe image of random
     pixels at the model's view size (new models always set one) measures the factor.
     """
