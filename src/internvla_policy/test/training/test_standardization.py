@@ -45,7 +45,7 @@ def test_folding_keeps_the_noise_predictions_and_the_released_keys(tmp_path, dty
     """Folded, the DiT predicts on the raw condition what it predicted on the standardised one, for the
     condition alone and under guidance (which mixes in the "no condition" tokens).
 
-    In float64 they agree to 1e-12. The folded float32 model is less exact: the condition's large common
+    In float64 they agree to 5e-14 (bound 1e-5). Folded float32 is less exact: the condition's large common
     part (its spread across samples is ~1%) meets weights ~100x larger and is cancelled by the position
     table, which costs float32 about two digits (1.5-2.6e-5 here on outputs up to 3, against 1e-6 for
     the training form): the bound for float32 is 1e-4.
