@@ -202,9 +202,9 @@ class Evaluator:
             images = {camera: env.render_rgb(camera) for camera in self.cameras}
             for index, camera in enumerate(self.cameras):
                 frame_id = f"{camera}_optical_frame"
-                controller.on_camera(index, CameraFrame(now, frame_id, lambda image=images[camera]: image))
+                controller.on_camera(index, CameraFrame(now, frame_id, images[camera]), now)
             joints = env.joint_state()
-            controller.on_joint_state(joints.names, joints.position, now)
+            controller.on_joint_state(joints.names, joints.position, now, now)
             if needs_prompt(mode) and (step - 1) % self.grounding_period == 0:
                 grounding = self.grounder.ground(images[SCENE_CAMERA], task.instruction, self.grounding_kind)
                 controller.on_spatial_prompt(

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from internvla_policy.control.instruction import MAX_INSTRUCTION_LENGTH
+
 from .parsing import CoordinateConvention
 from .prompts import DEFAULT_TEMPLATES, GroundingKind, validate_template
 
@@ -72,7 +74,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
         choices=tuple(c.value for c in CoordinateConvention),
     ),
     ParameterSpec("max_new_tokens", 256, "longest answer generated, in tokens", minimum=1),
-    ParameterSpec("max_instruction_length", 1000, "longer instructions are rejected (characters)", minimum=1),
+    ParameterSpec(
+        "max_instruction_length",
+        MAX_INSTRUCTION_LENGTH,
+        "longer instructions (or any with control characters) are rejected (characters)",
+        minimum=1,
+    ),
     ParameterSpec(
         "max_image_pixels",
         4096 * 4096,

@@ -95,6 +95,7 @@ def test_bad_camera_frames(node, graph, case):
         ("", "empty instruction"),
         ("   \n ", "empty instruction"),
         ("x" * 10_000, "instruction of 10000 characters, more than max_instruction_length"),
+        ("pick up the red\x1b[2J block", "instruction contains a control character U\\+001B"),
     ],
 )
 def test_bad_instructions_keep_the_previous_one(node, graph, text, warning):

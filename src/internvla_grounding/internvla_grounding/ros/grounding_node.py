@@ -44,6 +44,7 @@ from visualization_msgs.msg import MarkerArray
 
 from internvla_msgs.msg import SpatialPrompt
 from internvla_msgs.srv import Ground
+from internvla_policy.control.instruction import instruction_problem
 from internvla_policy.ros.msg_conversions import (
     array_to_image,
     compressed_to_rgb,
@@ -221,16 +222,14 @@ class GroundingNode(Node):
             self._submit_stream_job()
 
     def _instruction_problem(self, text: str) -> str | None:
-        limit = self.settings.max_instruction_length
-        if not text:
+        """The policy node's instruction rule (length, control characters); empty has nothing to ground."""
+        if not text.strip():
             return "empty instruction"
-        if len(text) > limit:
-            return f"instruction of {len(text)} characters, more than max_instruction_length={limit}"
-        return None
+        return instruction_problem(text, self.settings.max_instruction_length)
 
     def _on_instruction(self, msg: String) -> None:
+        problem = self._instruction_problem(msg.data)
         text = msg.data.strip()
-        problem = self._instruction_problem(text)
         if problem:
             self._drop("instruction", problem)
             return
@@ -335,7 +334,7 @@ class GroundingNode(Node):
             kind = GroundingKind.from_code(request.kind)
         except ValueError as exc:  # ImageFormatError included
             return self._reject(response, str(exc))
-        problem = self._instruction_problem(instruction)
+        problem = self._instruction_problem(request.instruction)
         if problem:
             return self._reject(response, problem)
         try:

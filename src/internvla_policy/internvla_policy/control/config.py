@@ -18,6 +18,7 @@ from typing import Any
 
 from internvla_policy.control.action import FRAMES, ROTATION_FORMATS
 from internvla_policy.control.ensembler import MODES as ENSEMBLE_MODES
+from internvla_policy.control.instruction import MAX_INSTRUCTION_LENGTH
 from internvla_policy.control.kinematics import BACKENDS
 from internvla_policy.control.spatial_prompt import MODES as PROMPT_MODES
 
@@ -81,6 +82,12 @@ class PolicyParams:
         "Ignore a spatial prompt older than this (s); 0 = valid until the instruction changes.",
         minimum=0.0,
     )
+    future_stamp_tolerance_s: float = _param(
+        0.1,
+        "float",
+        "Refuse camera frames and joint states stamped further than this ahead of the node's clock (s).",
+        minimum=0.0,
+    )
     heartbeat_timeout_s: float = _param(
         0.0,
         "float",
@@ -89,6 +96,12 @@ class PolicyParams:
     )
     start_enabled: bool = _param(
         False, "bool", "Command from start; real robots: false (enable via ~/enable)."
+    )
+    max_instruction_length: int = _param(
+        MAX_INSTRUCTION_LENGTH,
+        "int",
+        "Longer instructions are refused and the robot holds until a valid one (characters).",
+        positive=True,
     )
     # Action space --------------------------------------------------------------------------------
     action_frame: str = _param(
@@ -141,6 +154,18 @@ class PolicyParams:
     )
     joint_position_margin_rad: float = _param(
         0.01, "float", "Keep joint commands this far inside the URDF position limits (rad or m).", minimum=0.0
+    )
+    joint_limit_tolerance_rad: float = _param(
+        0.05,
+        "float",
+        "A joint measured further than this outside its URDF position limits is a fault: hold (rad or m).",
+        minimum=0.0,
+    )
+    workspace_tolerance_m: float = _param(
+        0.05,
+        "float",
+        "An end effector measured further than this outside the workspace box is a fault: hold (m).",
+        minimum=0.0,
     )
     joint_velocity_scale: float = _param(
         0.5, "float", "Fraction of the URDF velocity limits a command may use.", positive=True, maximum=1.0

@@ -6,9 +6,14 @@ stepped by the node's control timer (`tick`). It never talks to ROS, so the whol
 from a chunk to a clamped joint command, is testable with plain numbers.
 
 Per tick, in order: chunks that arrived since the last tick are pinned to the tick counter; the
-first reason not to move wins (model not ready, e-stop, disabled, deadman, no instruction, stale
-or invalid inputs, no action due); otherwise the action for this tick becomes an end-effector
-target from the measured pose, clamped, solved by IK, clamped again in joint space, and returned.
+first reason not to move wins (model not ready, e-stop, disabled, deadman, no or refused
+instruction, stale or invalid inputs, no action due); otherwise the action for this tick becomes
+an end-effector target from the measured pose, clamped, solved by IK, clamped again in joint
+space, and returned.
+
+Inputs are judged on arrival: a message stamped in the future or already too old, a joint state
+outside the URDF limits, an instruction or spatial prompt over its bounds is refused and counted
+(`dropped_inputs`), and never becomes "the newest" input that freshness is measured from.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from internvla_policy.control.action import ActionConvention
 from internvla_policy.control.config import ConfigError, PolicyParams
 from internvla_policy.control.ensembler import ChunkSchedule, ScheduledChunk
 from internvla_policy.control.inference import ChunkResult, InferenceRequest
+from internvla_policy.control.instruction import MAX_INSTRUCTION_LENGTH, instruction_problem
 from internvla_policy.control.kinematics import Kinematics, KinematicsError, make_kinematics
 from internvla_policy.control.observation import (
     CameraFrame,
@@ -30,9 +36,17 @@ from internvla_policy.control.observation import (
     JointSample,
     JointStateMatcher,
     staleness,
+    stamp_problem,
 )
 from internvla_policy.control.pose import Pose
-from internvla_policy.control.safety import SafetyGate, SafetyLimits, limit_joint_step, limit_pose_step
+from internvla_policy.control.safety import (
+    SafetyGate,
+    SafetyLimits,
+    joint_limit_problem,
+    limit_joint_step,
+    limit_pose_step,
+    workspace_problem,
+)
 from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
 from internvla_policy.control.state import PolicyState
 
@@ -51,6 +65,8 @@ class ControllerSettings:
     instruction_max_age_s: float
     spatial_prompt_max_age_s: float
     spatial_prompt_mode: str
+    future_stamp_tolerance_s: float = 0.1
+    max_instruction_length: int = MAX_INSTRUCTION_LENGTH
 
 
 @dataclass(frozen=True)
@@ -115,7 +131,9 @@ class PolicyController:
         self._joints: JointSample | None = None
         self._joint_error: str | None = None
         self._instruction: tuple[str, float] | None = None
+        self._instruction_refused: str | None = None
         self._prompt: tuple[SpatialPrompt, float] | None = None
+        self._prompt_refused: str | None = None
         self._generation = 0
         self._pending: list[ChunkResult] = []
         self._last_request_stamps: tuple[float, ...] | None = None
@@ -146,6 +164,8 @@ class PolicyController:
             joints=kinematics.limits,
             joint_position_margin=p.joint_position_margin_rad,
             joint_velocity_scale=p.joint_velocity_scale,
+            joint_limit_tolerance=p.joint_limit_tolerance_rad,
+            workspace_tolerance=p.workspace_tolerance_m,
         )
         convention = ActionConvention(
             frame=p.action_frame,
@@ -164,6 +184,8 @@ class PolicyController:
             instruction_max_age_s=p.instruction_max_age_s,
             spatial_prompt_max_age_s=p.spatial_prompt_max_age_s,
             spatial_prompt_mode=p.spatial_prompt_mode,
+            future_stamp_tolerance_s=p.future_stamp_tolerance_s,
+            max_instruction_length=p.max_instruction_length,
         )
         return cls(
             settings,
@@ -192,16 +214,44 @@ class PolicyController:
 
     # Inputs (any thread) ----------------------------------------------------------------------
 
-    def on_camera(self, index: int, frame: CameraFrame) -> None:
+    def on_camera(self, index: int, frame: CameraFrame, now: float) -> str | None:
+        """Store a decoded frame; returns why it was refused (a bad stamp), None when usable.
+
+        Frames older than the stored one are ignored (reordering), not counted as faults.
+        """
+        s = self.settings
+        name = f"camera '{s.camera_names[index]}' frame"
+        problem = stamp_problem(name, frame.stamp, now, s.camera_max_age_s, s.future_stamp_tolerance_s)
         with self._lock:
+            if problem is not None:
+                self.stats.dropped_inputs += 1
+                return problem
             current = self._frames[index]
             if current is None or frame.stamp >= current.stamp:
                 self._frames[index] = frame
+        return None
 
-    def on_joint_state(self, names: Sequence[str], positions: Sequence[float], stamp: float) -> str | None:
-        """Store a joint state; returns why it was rejected (and then holds until a valid one)."""
+    def on_joint_state(
+        self, names: Sequence[str], positions: Sequence[float], stamp: float, now: float
+    ) -> str | None:
+        """Store a joint state; returns why it was rejected (and then holds until a valid one).
+
+        A state with a bad stamp is dropped but leaves the stored one in place (its age keeps
+        growing); an unusable state (missing or non-finite joints, outside the URDF limits) is a
+        fault that holds until a valid state replaces it.
+        """
+        s = self.settings
+        problem = stamp_problem(
+            "joint state", stamp, now, s.joint_state_max_age_s, s.future_stamp_tolerance_s
+        )
+        if problem is not None:
+            self.drop_input()
+            return problem
         try:
             q = self._matcher.match(names, positions)
+            fault = joint_limit_problem(self._kinematics.joint_names, q, self._limits)
+            if fault is not None:
+                raise InvalidInputError(fault)
         except InvalidInputError as exc:
             with self._lock:
                 self._joint_error = str(exc)
@@ -216,18 +266,34 @@ class PolicyController:
         """Store the instruction; True when it changed the task (a repeat only refreshes its age).
 
         A new instruction invalidates every chunk computed for the previous one; empty means stop.
+        Raises InvalidInputError for a text outside the instruction rule (control/instruction.py):
+        the task stops and the robot holds until a valid instruction arrives.
         """
+        problem = instruction_problem(text, self.settings.max_instruction_length)
         text = text.strip()
         with self._lock:
+            if problem is not None:
+                self.stats.dropped_inputs += 1
+                self._invalidate_chunks()
+                self._instruction, self._instruction_refused = None, problem
+                raise InvalidInputError(problem)
             changed = (self._instruction[0] if self._instruction else "") != text
-            if changed:
+            if changed or self._instruction_refused is not None:
                 self._invalidate_chunks()
             self._instruction = (text, now) if text else None
+            self._instruction_refused = None
             return changed
 
     def on_spatial_prompt(self, prompt: SpatialPrompt, now: float) -> None:
         with self._lock:
             self._prompt = (prompt, now)
+            self._prompt_refused = None
+
+    def refuse_spatial_prompt(self, problem: str) -> None:
+        """A prompt the node could not use replaces the current one: modes that need one hold."""
+        with self._lock:
+            self.stats.dropped_inputs += 1
+            self._prompt, self._prompt_refused = None, problem
 
     def drop_input(self) -> None:
         """Count an input the node could not use (malformed message)."""
@@ -285,6 +351,9 @@ class PolicyController:
         self, now: float, action: np.ndarray, q: np.ndarray
     ) -> tuple[PolicyState, str, Command | None]:
         current = self._kinematics.fk(q)
+        fault = workspace_problem(current.position, self._limits)
+        if fault is not None:
+            return PolicyState.HOLDING, fault, None
         target, clamps = limit_pose_step(current, self._convention.target_pose(current, action), self._limits)
         solution = self._kinematics.ik(target, q)  # fails on a non-finite target too
         if not solution.success:
@@ -324,7 +393,11 @@ class PolicyController:
         if gate is not None:
             return gate
         if self._instruction is None:
-            return PolicyState.WAITING, "no instruction"
+            refused = self._instruction_refused
+            return (
+                PolicyState.WAITING,
+                "no instruction" if refused is None else f"instruction refused: {refused}",
+            )
         if staleness("instruction", self._instruction[1], now, self.settings.instruction_max_age_s):
             return PolicyState.WAITING, "instruction expired"
         return None
@@ -338,7 +411,12 @@ class PolicyController:
             stamp = None if frame is None else frame.stamp
             problems.append(staleness(f"camera '{name}'", stamp, now, s.camera_max_age_s))
         if needs_prompt(s.spatial_prompt_mode) and self._current_prompt(now) is None:
-            problems.append("no fresh spatial prompt for this instruction")
+            refused = self._prompt_refused
+            problems.append(
+                "no fresh spatial prompt for this instruction"
+                if refused is None
+                else f"spatial prompt refused: {refused}"
+            )
         problems = [p for p in problems if p]
         return (PolicyState.HOLDING, "; ".join(problems)) if problems else None
 

@@ -60,7 +60,7 @@ class ChunkResult:
 
 
 class InferenceWorker:
-    """A daemon thread looping: take a request, decode and prepare the images, predict, deliver."""
+    """A daemon thread looping: take a request, apply the spatial prompt, predict, deliver."""
 
     def __init__(
         self,
@@ -95,9 +95,9 @@ class InferenceWorker:
             self._thread.join(timeout_s)
 
     def run_once(self, request: InferenceRequest) -> ChunkResult:
-        """Decode the frames, apply the spatial prompt and predict one chunk."""
+        """Apply the spatial prompt to the (already decoded) frames and predict one chunk."""
         start = time.perf_counter()
-        images = [frame.decode() for frame in request.frames]
+        images = [frame.image for frame in request.frames]
         instruction, images = apply_spatial_prompt(
             self._mode,
             request.instruction,

@@ -6,7 +6,7 @@ invalid input makes the controller hold rather than act on old data.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,18 +39,39 @@ class JointStateMatcher:
 
 @dataclass(frozen=True)
 class CameraFrame:
-    """One received camera frame. `decode` returns RGB uint8 [H, W, 3]; it runs on the inference
-    thread so that decompression and colour conversion never block the control timer."""
+    """One camera frame, already decoded to RGB uint8 [H, W, 3].
+
+    Decoding happens on receipt, before the frame counts as fresh: a camera that sends only
+    malformed frames must go stale, not keep the policy acting on its last good picture.
+    """
 
     stamp: float
     frame_id: str
-    decode: Callable[[], np.ndarray]
+    image: np.ndarray
 
 
 @dataclass(frozen=True)
 class JointSample:
     positions: np.ndarray
     stamp: float
+
+
+def stamp_problem(
+    name: str, stamp: float, now: float, max_age_s: float, future_tolerance_s: float
+) -> str | None:
+    """Why a message's stamp makes it unusable on arrival; None when it may be stored.
+
+    A stamp ahead of the clock by more than `future_tolerance_s` would stay "the newest" and make
+    the input look fresh for as long as it is ahead, so it is refused; so is one already older
+    than `max_age_s` (it could never be acted on). This bounds every age the controller measures
+    to [-future_tolerance_s, max_age_s] at arrival, whatever a publisher stamps.
+    """
+    ahead = stamp - now
+    if ahead > future_tolerance_s:
+        return f"{name} stamped {ahead:.3f} s in the future (tolerance {future_tolerance_s:.3f} s)"
+    if max_age_s > 0.0 and -ahead > max_age_s:
+        return f"{name} already {-ahead:.2f} s old on arrival (max {max_age_s:.2f} s)"
+    return None
 
 
 def staleness(name: str, stamp: float | None, now: float, max_age_s: float) -> str | None:

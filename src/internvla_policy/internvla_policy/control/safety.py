@@ -10,6 +10,10 @@ Two independent parts, both free of ROS so that every clamp is unit-tested:
   inside a workspace box (base frame) and within a maximum translation and rotation from the
   measured pose; the joint command is kept inside the URDF position limits (minus a margin) and
   within the URDF velocity limits (times a scale) over one control period.
+- `joint_limit_problem` and `workspace_problem` judge the measured state: a joint reading outside
+  its URDF limits, or a tool outside the workspace box, by more than a small tolerance, is a
+  fault (a broken encoder, a wrong URDF, a robot moved by hand) and the controller holds rather
+  than steer from it.
 
 Each clamp that changed a value is reported by name so the node can count and log it.
 """
@@ -37,6 +41,8 @@ class SafetyLimits:
     joints: JointLimits
     joint_position_margin: float
     joint_velocity_scale: float
+    joint_limit_tolerance: float = 0.05
+    workspace_tolerance: float = 0.05
 
 
 def limit_pose_step(current: Pose, target: Pose, limits: SafetyLimits) -> tuple[Pose, list[str]]:
@@ -66,7 +72,14 @@ def limit_pose_step(current: Pose, target: Pose, limits: SafetyLimits) -> tuple[
 def limit_joint_step(
     q_current: np.ndarray, q_target: np.ndarray, period_s: float, limits: SafetyLimits
 ) -> tuple[np.ndarray, list[str]]:
-    """Clamp a joint command to the position limits (with margin) and the velocity limits over `period_s`."""
+    """Clamp a joint command to the position limits (with margin) and the velocity limits over `period_s`.
+
+    The velocity clamp comes last and nothing follows it, so no command is ever more than one
+    velocity step from the measured position. The result lies between `q_current` and a target
+    inside the margin band: a joint inside the URDF limits stays inside them, and one measured
+    beyond the band (or slightly beyond the limits, within the fault tolerance) is drawn inward
+    at most one step per tick, never pushed outward.
+    """
     clamps: list[str] = []
     lower = limits.joints.lower + limits.joint_position_margin
     upper = limits.joints.upper - limits.joint_position_margin
@@ -74,12 +87,38 @@ def limit_joint_step(
     if not np.array_equal(q, q_target):
         clamps.append("joint_position")
     max_step = limits.joints.velocity * limits.joint_velocity_scale * period_s
-    # The result lies between q_current and q, so a robot measured outside the margin band is
-    # drawn inward, never pushed outward. The URDF limits themselves are never exceeded.
     stepped = np.clip(q, q_current - max_step, q_current + max_step)
     if not np.array_equal(stepped, q):
         clamps.append("joint_velocity")
-    return np.clip(stepped, limits.joints.lower, limits.joints.upper), clamps
+    return stepped, clamps
+
+
+def joint_limit_problem(names: tuple[str, ...], q: np.ndarray, limits: SafetyLimits) -> str | None:
+    """Why measured positions are a fault (outside the URDF limits beyond the tolerance); None if not."""
+    tolerance = limits.joint_limit_tolerance
+    below = limits.joints.lower - tolerance - q
+    above = q - limits.joints.upper - tolerance
+    excess = np.maximum(below, above)
+    if not np.any(excess > 0.0):
+        return None
+    i = int(np.argmax(excess))
+    return (
+        f"joint {names[i]} measured at {q[i]:.3f}, outside its URDF limits "
+        f"[{limits.joints.lower[i]:.3f}, {limits.joints.upper[i]:.3f}] by more than {tolerance:.3f}: "
+        "check the encoder and the URDF, or move the joint back by hand"
+    )
+
+
+def workspace_problem(position: np.ndarray, limits: SafetyLimits) -> str | None:
+    """Why a measured tool position is a fault (outside the box beyond the tolerance); None if not."""
+    outside = np.maximum(limits.workspace_min - position, position - limits.workspace_max)
+    distance = float(np.linalg.norm(np.maximum(outside, 0.0)))
+    if distance <= limits.workspace_tolerance:
+        return None
+    return (
+        f"end effector measured {distance:.3f} m outside the workspace box (tolerance "
+        f"{limits.workspace_tolerance:.3f} m): move it back by hand or widen the workspace"
+    )
 
 
 class SafetyGate:
@@ -114,6 +153,11 @@ class SafetyGate:
             self._estop_input_pressed = pressed
             if pressed:
                 self._estopped = True
+
+    def latch_estop(self) -> None:
+        """Latch the stop from a momentary input (the e-stop service): no button state to release."""
+        with self._lock:
+            self._estopped = True
 
     def reset_estop(self) -> tuple[bool, str]:
         """Clear a latched e-stop. The node stays disabled afterwards: enabling is a separate decision."""

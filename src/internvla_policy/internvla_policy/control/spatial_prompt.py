@@ -12,6 +12,10 @@
 
 "text" and "overlay" need a spatial prompt for the current instruction; without one the
 controller holds (it does not guess where to act).
+
+A prompt's size is bounded (`prompt_size_problem`): in "text" mode every box, point and label
+becomes prompt tokens, and one message with 10,000 points stalled inference for 43 s. A prompt
+over the bounds is refused, which in "text" and "overlay" mode holds the robot until a valid one.
 """
 
 from __future__ import annotations
@@ -26,6 +30,12 @@ from internvla_policy.vision.annotate import draw_grounding
 from internvla_policy.vision.geometry import GroundingResult
 
 MODES = ("latent", "text", "overlay", "off")
+MAX_BOXES = 32
+MAX_POINTS = 64
+MAX_TRACES = 8
+MAX_TRACE_POINTS = 64
+MAX_LABEL_LENGTH = 100
+"""Bounds of one spatial prompt: far above what a grounding answer holds (a few objects)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,29 @@ class SpatialPrompt:
 
 def needs_prompt(mode: str) -> bool:
     return mode in ("text", "overlay")
+
+
+def prompt_size_problem(boxes: Sequence, points: Sequence, traces: Sequence) -> str | None:
+    """Why a prompt is too large to use (None when it fits), checked before any conversion.
+
+    Takes the message's own sequences (items with `label`, traces with `points`): counts first,
+    so that the per-item checks after them are bounded too.
+    """
+    counts = (
+        ("boxes", len(boxes), MAX_BOXES),
+        ("points", len(points), MAX_POINTS),
+        ("traces", len(traces), MAX_TRACES),
+    )
+    for what, count, limit in counts:
+        if count > limit:
+            return f"spatial prompt has {count} {what}, more than {limit}"
+    for trace in traces:
+        if len(trace.points) > MAX_TRACE_POINTS:
+            return f"spatial prompt has a trace of {len(trace.points)} points, more than {MAX_TRACE_POINTS}"
+    for item in (*boxes, *points, *traces):
+        if len(item.label) > MAX_LABEL_LENGTH:
+            return f"spatial prompt has a label of {len(item.label)} characters, more than {MAX_LABEL_LENGTH}"
+    return None
 
 
 def matching_camera(prompt: SpatialPrompt, frame_ids: Sequence[str]) -> int | None:

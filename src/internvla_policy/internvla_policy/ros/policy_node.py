@@ -10,13 +10,26 @@ Topics (names are defaults; remap them in the launch file)
 Subscribed:
 - each of `camera_topics`: sensor_msgs/Image, or sensor_msgs/CompressedImage (JPEG/PNG) where
   `camera_compressed` says so; sensor-data QoS. Raw encodings: rgb8, bgr8, rgba8, bgra8, mono8.
+  Frames are decoded on receipt: only a frame that decoded, with a stamp neither further than
+  `future_stamp_tolerance_s` ahead of the clock nor older than `camera_max_age_s`, makes the
+  camera fresh.
 - `/joint_states` sensor_msgs/JointState, sensor-data QoS; matched by name (any order, extra
-  joints ignored; a message missing a controlled joint or with a non-finite position is dropped
-  and the node holds until a valid one arrives).
+  joints ignored). A message missing a controlled joint, with a non-finite position or with a
+  joint outside its URDF limits by more than `joint_limit_tolerance_rad` is a fault: the node
+  holds until a valid one arrives. Stamps are judged like camera stamps.
 - `/instruction` std_msgs/String, reliable. A new text replaces the task; an empty one stops it.
+  A text longer than `max_instruction_length` or with control characters is refused (the same
+  rule as the grounding node's, control/instruction.py): the task stops and the robot holds.
 - `/internvla/spatial_prompt` internvla_msgs/SpatialPrompt, reliable (only when
-  `spatial_prompt_mode` is 'text' or 'overlay'; used only when its instruction matches).
-- `/internvla/estop` std_msgs/Bool, best effort (accepts any publisher): true latches the e-stop.
+  `spatial_prompt_mode` is 'text' or 'overlay'; used only when its instruction matches; a prompt
+  over the size bounds of control/spatial_prompt.py is refused and the robot holds).
+- `/internvla/estop` std_msgs/Bool: true latches the e-stop. Two subscriptions: reliable with
+  keep-all history, so that a reliable press is never pushed out of the queue by other samples
+  (a flood of false from any best-effort publisher cannot touch it), and best effort, so that
+  best-effort publishers (some panels and joystick drivers) are heard too. Send presses reliably
+  (`ros2 topic pub` does): a best-effort sample may be dropped by the network itself. A reliable
+  publisher flooding the topic faster than the node reads it can delay a topic press; the
+  `~/estop` service below cannot be delayed by anything on the topic.
 - `/internvla/heartbeat` std_msgs/Bool, best effort (only when `heartbeat_timeout_s` > 0): the
   operator's deadman; commands flow only while true messages keep arriving within the timeout.
 
@@ -32,7 +45,10 @@ Published:
 - `/internvla/policy_status` internvla_msgs/PolicyStatus, reliable: at `status_rate_hz` and on
   every state change.
 
-Services: `~/enable` std_srvs/SetBool (refused while the e-stop is latched); `~/reset_estop`
+Services: `~/estop` std_srvs/Trigger latches the e-stop like a press on the topic: a second
+reliable input that nothing published on the topic can delay (a reliable publisher flooding the
+topic faster than the node reads it can hold a topic press back; it cannot hold back this call).
+`~/enable` std_srvs/SetBool (refused while the e-stop is latched); `~/reset_estop`
 std_srvs/Trigger (clears the latch once the e-stop input reads false; the node stays disabled
 until enabled again).
 
@@ -45,8 +61,8 @@ base_frame), checkpoint (string: run folder, .pt or .safetensors).
 Robot and timing: camera_compressed (bool[], [] = all raw), control_rate_hz (double, 10.0),
 camera_max_age_s (double, 0.5), joint_state_max_age_s (double, 0.25), instruction_max_age_s
 (double, 0.0 = never), spatial_prompt_max_age_s (double, 0.0 = until the instruction changes),
-heartbeat_timeout_s (double, 0.0 = no deadman), start_enabled (bool, false), status_rate_hz
-(double, 2.0).
+future_stamp_tolerance_s (double, 0.1), max_instruction_length (int, 1000), heartbeat_timeout_s
+(double, 0.0 = no deadman), start_enabled (bool, false), status_rate_hz (double, 2.0).
 
 Action space (see control/action.py): action_frame ('base' | 'ee', 'base'),
 action_rotation_format ('rpy' | 'rotvec', 'rpy'), action_axis_signs (double[6], all +1),
@@ -55,8 +71,10 @@ action_translation_scale (double, 1.0), action_rotation_scale (double, 1.0), unn
 gripper_inverted (bool, false), gripper_binary (bool, true).
 
 Safety: max_translation_per_tick_m (double, 0.02), max_rotation_per_tick_rad (double, 0.1),
-joint_position_margin_rad (double, 0.01), joint_velocity_scale (double in (0, 1], 0.5). Joint
-position and velocity limits come from the URDF.
+joint_position_margin_rad (double, 0.01), joint_velocity_scale (double in (0, 1], 0.5),
+joint_limit_tolerance_rad (double, 0.05), workspace_tolerance_m (double, 0.05: a tool measured
+further outside the workspace box holds the robot). Joint position and velocity limits come from
+the URDF.
 
 Kinematics: kinematics_backend ('pinocchio' | 'moveit', 'pinocchio'), moveit_group (string, ''),
 ik_max_iterations (int, 200), ik_damping (double, 0.01).
@@ -86,7 +104,7 @@ import rclpy
 from geometry_msgs.msg import PoseStamped
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from rclpy.qos import QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from rclpy.time import Time
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_msgs.msg import Bool, Float64, Header, String
@@ -99,8 +117,8 @@ from internvla_policy.control.action import ACTION_SPACE, DIMENSION_NAMES
 from internvla_policy.control.config import ConfigError, PolicyParams
 from internvla_policy.control.controller import WAITING_FOR_CHUNK, Command, PolicyController, ReceivedChunk
 from internvla_policy.control.inference import InferenceWorker
-from internvla_policy.control.observation import CameraFrame
-from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt
+from internvla_policy.control.observation import CameraFrame, InvalidInputError
+from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt, prompt_size_problem
 from internvla_policy.control.state import PolicyState
 from internvla_policy.ros.msg_conversions import (
     compressed_to_rgb,
@@ -117,6 +135,10 @@ MAX_CAMERA_PIXELS = 4096 * 4096
 WARMUP_IMAGE_SIZE = (224, 224)
 COMMAND_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 ANY_PUBLISHER_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.BEST_EFFORT)
+ESTOP_RELIABLE_QOS = QoSProfile(
+    history=QoSHistoryPolicy.KEEP_ALL, depth=1, reliability=QoSReliabilityPolicy.RELIABLE
+)
+"""A reliable press waits in the queue behind other samples; keep-last would let a flood overwrite it."""
 LOG_THROTTLE_S = 2.0
 
 
@@ -171,6 +193,7 @@ class PolicyNode(Node):
             self.create_subscription(
                 SpatialPromptMsg, "/internvla/spatial_prompt", self._on_prompt, COMMAND_QOS
             )
+        self.create_subscription(Bool, "/internvla/estop", self._on_estop, ESTOP_RELIABLE_QOS)
         self.create_subscription(Bool, "/internvla/estop", self._on_estop, ANY_PUBLISHER_QOS)
         if p.heartbeat_timeout_s > 0.0:
             self.create_subscription(
@@ -181,6 +204,7 @@ class PolicyNode(Node):
             )
         self.create_service(SetBool, "~/enable", self._on_enable)
         self.create_service(Trigger, "~/reset_estop", self._on_reset_estop)
+        self.create_service(Trigger, "~/estop", self._on_estop_service)
         self._joint_pub = self.create_publisher(JointTrajectory, "/internvla/joint_command", COMMAND_QOS)
         self._pose_pub = self.create_publisher(PoseStamped, "/internvla/ee_target", COMMAND_QOS)
         self._gripper_pub = (
@@ -256,31 +280,47 @@ class PolicyNode(Node):
         return stamp if stamp > 0.0 else self._now()
 
     def _on_camera(self, index: int, decode, msg) -> None:
-        frame = CameraFrame(
-            stamp=self._stamp_or_now(msg.header),
-            frame_id=msg.header.frame_id,
-            decode=functools.partial(decode, msg, MAX_CAMERA_PIXELS),
-        )
-        self.controller.on_camera(index, frame)
-        if self._worker is not None:
+        """Decode before the frame counts: a malformed frame must not keep the camera fresh."""
+        try:
+            image = decode(msg, MAX_CAMERA_PIXELS)
+        except ImageFormatError as exc:
+            self.controller.drop_input()
+            self.get_logger().warning(f"dropped camera frame: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
+            return
+        frame = CameraFrame(self._stamp_or_now(msg.header), msg.header.frame_id, image)
+        problem = self.controller.on_camera(index, frame, self._now())
+        if problem:
+            self.get_logger().warning(f"dropped {problem}", throttle_duration_sec=LOG_THROTTLE_S)
+        elif self._worker is not None:
             self._worker.wake()
 
     def _on_joint_state(self, msg: JointState) -> None:
-        problem = self.controller.on_joint_state(msg.name, msg.position, self._stamp_or_now(msg.header))
+        stamp = self._stamp_or_now(msg.header)
+        problem = self.controller.on_joint_state(msg.name, msg.position, stamp, self._now())
         if problem:
             self.get_logger().warning(f"dropped joint state: {problem}", throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_instruction(self, msg: String) -> None:
-        if self.controller.on_instruction(msg.data, self._now()):
+        try:
+            changed = self.controller.on_instruction(msg.data, self._now())
+        except InvalidInputError as exc:
+            self.get_logger().warning(
+                f"refused instruction, holding: {exc}", throttle_duration_sec=LOG_THROTTLE_S
+            )
+            return
+        if changed:
             text = msg.data.strip()
             self.get_logger().info(f"instruction: {text!r}" if text else "instruction cleared")
 
     def _on_prompt(self, msg: SpatialPromptMsg) -> None:
         try:
+            problem = prompt_size_problem(msg.boxes, msg.points, msg.traces)
+            if problem is not None:
+                raise ValueError(problem)
             grounding = spatial_prompt_to_result(msg)
         except ValueError as exc:
-            self.controller.drop_input()
-            self.get_logger().warning(f"dropped spatial prompt: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
+            self.controller.refuse_spatial_prompt(str(exc))
+            self.get_logger().warning(f"refused spatial prompt: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
             return
         prompt = SpatialPrompt(msg.instruction, msg.header.frame_id, grounding)
         self.controller.on_spatial_prompt(prompt, self._now())
@@ -296,20 +336,22 @@ class PolicyNode(Node):
         self.get_logger().info(f"enable({request.data}): {response.message}")
         return response
 
+    def _on_estop_service(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        self.controller.gate.latch_estop()
+        self.get_logger().error("E-STOP latched (service): commands stopped until ~/reset_estop and ~/enable")
+        response.success, response.message = True, "e-stop latched"
+        return response
+
     def _on_reset_estop(self, _request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         response.success, response.message = self.controller.gate.reset_estop()
         self.get_logger().info(f"reset_estop: {response.message}")
         return response
 
     def _on_inference_error(self, exc: Exception) -> None:
-        if isinstance(exc, ImageFormatError):
-            self.controller.drop_input()
-            self.get_logger().warning(f"dropped camera frame: {exc}", throttle_duration_sec=LOG_THROTTLE_S)
-        else:
-            self.controller.on_inference_error()
-            self.get_logger().error(
-                f"inference failed: {type(exc).__name__}: {exc}", throttle_duration_sec=LOG_THROTTLE_S
-            )
+        self.controller.on_inference_error()
+        self.get_logger().error(
+            f"inference failed: {type(exc).__name__}: {exc}", throttle_duration_sec=LOG_THROTTLE_S
+        )
 
     # Outputs -----------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import pytest
 from internvla_policy.control.controller import WAITING_FOR_CHUNK, PolicyController
 from internvla_policy.control.inference import ChunkPrediction, ChunkResult
 from internvla_policy.control.kinematics import PinocchioKinematics
-from internvla_policy.control.observation import CameraFrame
+from internvla_policy.control.observation import CameraFrame, InvalidInputError
 from internvla_policy.control.pose import rotation_angle
 from internvla_policy.control.spatial_prompt import SpatialPrompt
 from internvla_policy.control.state import PolicyState
@@ -34,8 +34,8 @@ class Rig:
 
     def feed(self, q: np.ndarray = HOME) -> None:
         """Fresh camera frame and joint state stamped now."""
-        self.controller.on_camera(0, CameraFrame(self.now, "scene", lambda: IMAGE))
-        self.controller.on_joint_state(list(JOINTS), list(q), self.now)
+        self.controller.on_camera(0, CameraFrame(self.now, "scene", IMAGE), self.now)
+        self.controller.on_joint_state(list(JOINTS), list(q), self.now, self.now)
 
     def infer(self, actions: np.ndarray) -> ChunkResult | None:
         """What the worker does: take the request, 'predict' `actions`, deliver."""
@@ -119,7 +119,7 @@ def test_stale_camera_holds_and_recovers(rig):
     rig.infer(chunk())
     assert rig.tick().state is PolicyState.RUNNING
     for _ in range(5):  # joints keep coming, the camera does not
-        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now)
+        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now, rig.now)
         result = rig.tick()
     assert result.state is PolicyState.HOLDING and result.command is None
     assert "camera 'scene' stale" in result.detail
@@ -133,7 +133,7 @@ def test_non_finite_joint_state_holds_until_a_valid_one(rig):
     assert rig.tick().command is not None
     bad = HOME.copy()
     bad[3] = np.nan
-    assert "non-finite" in rig.controller.on_joint_state(list(JOINTS), list(bad), rig.now)
+    assert "non-finite" in rig.controller.on_joint_state(list(JOINTS), list(bad), rig.now, rig.now)
     result = rig.tick()
     assert result.command is None and "non-finite positions" in result.detail
     assert rig.controller.stats.dropped_inputs == 1
@@ -175,8 +175,8 @@ def test_an_exhausted_chunk_holds(rig):
     rig.infer(chunk())
     results = []
     for _ in range(16):
-        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now)
-        rig.controller.on_camera(0, CameraFrame(rig.now, "scene", lambda: IMAGE))
+        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now, rig.now)
+        rig.controller.on_camera(0, CameraFrame(rig.now, "scene", IMAGE), rig.now)
         results.append(rig.tick())
     # Step 0 was due at the frame's instant, one period before the first tick: skipped.
     assert results[0].new_chunks[0].scheduled.skipped_steps == 1
@@ -197,3 +197,117 @@ def test_text_mode_waits_for_a_prompt_of_the_current_instruction():
     rig.controller.on_spatial_prompt(mine, rig.now)
     rig.feed()
     assert rig.controller.next_request().prompt is mine
+
+
+# Hostile inputs (issue: the running graph made unsafe or stuck) -------------------------------
+
+
+def test_a_frame_stamped_in_the_future_is_refused_and_never_becomes_the_newest(rig):
+    rig.feed()
+    problem = rig.controller.on_camera(0, CameraFrame(rig.now + 3600.0, "scene", IMAGE), rig.now)
+    assert "in the future" in problem and rig.controller.stats.dropped_inputs == 1
+    rig.infer(chunk())
+    assert rig.tick().state is PolicyState.RUNNING
+    rig.feed()  # real frames after it are still taken: requests follow them
+    assert rig.controller.next_request() is not None
+    for _ in range(6):  # then the camera stops: it goes stale as if the future frame never came
+        rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now, rig.now)
+        result = rig.tick()
+    assert result.command is None and "camera 'scene' stale" in result.detail
+
+
+def test_a_frame_within_the_tolerance_is_taken_and_a_frame_too_old_is_not(rig):
+    assert rig.controller.on_camera(0, CameraFrame(rig.now + 0.05, "scene", IMAGE), rig.now) is None
+    problem = rig.controller.on_camera(0, CameraFrame(rig.now - 10.0, "scene", IMAGE), rig.now)
+    assert "old on arrival" in problem
+
+
+def test_a_joint_state_stamped_in_the_future_does_not_switch_off_the_age_check(rig):
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    problem = rig.controller.on_joint_state(list(JOINTS), list(HOME), rig.now + 3600.0, rig.now)
+    assert "in the future" in problem
+    for _ in range(3):  # cameras keep coming, real joint states have stopped
+        rig.controller.on_camera(0, CameraFrame(rig.now, "scene", IMAGE), rig.now)
+        result = rig.tick()
+    assert result.command is None and "joint state stale" in result.detail
+
+
+def test_a_joint_outside_its_urdf_limits_is_a_fault_that_holds(rig):
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    beyond = HOME.copy()
+    beyond[3] = -3.0718 - 0.3  # 0.3 rad below panda_joint4's lower limit
+    problem = rig.controller.on_joint_state(list(JOINTS), list(beyond), rig.now, rig.now)
+    assert "panda_joint4" in problem and "outside its URDF limits" in problem
+    result = rig.tick()
+    assert result.state is PolicyState.HOLDING and result.command is None
+    assert "panda_joint4" in result.detail
+    huge = HOME.copy()
+    huge[0] = 1e9
+    assert "panda_joint1" in rig.controller.on_joint_state(list(JOINTS), list(huge), rig.now, rig.now)
+    rig.feed()
+    assert rig.tick().command is not None
+
+
+def test_a_joint_slightly_outside_its_limit_moves_inward_within_one_velocity_step(rig):
+    near = HOME.copy()
+    near[6] = 2.8973 + 0.03  # the wrist joint, within the 0.05 rad tolerance: not a fault
+    rig.feed(near)
+    rig.infer(chunk(dx=0.0))
+    command = rig.tick().command
+    assert command is not None
+    max_step = VELOCITY * 0.5 * PERIOD
+    assert np.all(np.abs(command.joint_positions - near) <= max_step + 1e-12)
+    assert command.joint_positions[6] < near[6]  # drawn inward, never outward
+
+
+def test_an_end_effector_outside_the_workspace_is_a_fault_that_holds():
+    # The Franka's home tool is at x ~ 0.31 m: a box starting at x = 0.4 m leaves it 9 cm outside.
+    rig = Rig(workspace_min=[0.4, -0.5, 0.05])
+    rig.controller.set_model_ready()
+    rig.controller.on_instruction("pick up the red block.", rig.now)
+    rig.feed()
+    rig.infer(chunk())
+    result = rig.tick()
+    assert result.command is None and "outside the workspace box" in result.detail
+
+
+def test_instructions_over_the_limit_or_with_control_characters_stop_the_task(rig):
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    for text in ("x" * 1001, "pick up " * 633, "pick up the red\x1b[2J block", "pick\x00up"):
+        with pytest.raises(InvalidInputError):
+            rig.controller.on_instruction(text, rig.now)
+        rig.feed()
+        result = rig.tick()
+        assert result.state is PolicyState.WAITING and result.command is None
+        assert result.detail.startswith("instruction refused: ")
+        assert rig.controller.next_request() is None
+    assert rig.controller.stats.dropped_inputs == 4
+    assert rig.controller.on_instruction("pick up the red block.", rig.now)  # a valid one resumes
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+
+
+def test_a_refused_spatial_prompt_holds_until_a_valid_one():
+    rig = Rig(spatial_prompt_mode="text")
+    rig.controller.set_model_ready()
+    rig.controller.on_instruction("pick up the red block.", rig.now)
+    prompt = SpatialPrompt("pick up the red block.", "scene", GroundingResult(64, 48))
+    rig.controller.on_spatial_prompt(prompt, rig.now)
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None
+    rig.controller.refuse_spatial_prompt("spatial prompt has 1000 boxes, more than 32")
+    rig.feed()
+    result = rig.tick()
+    assert result.command is None and "spatial prompt refused: spatial prompt has 1000 boxes" in result.detail
+    rig.controller.on_spatial_prompt(prompt, rig.now)
+    rig.feed()
+    rig.infer(chunk())
+    assert rig.tick().command is not None

@@ -20,7 +20,6 @@ from internvla_policy.control.state import PolicyState
 from internvla_policy.model import load_for_inference
 from internvla_policy.model.normalization import unnormalize_actions
 from internvla_policy.model.tiny import write_tiny_run
-from internvla_policy.vision.imaging import ImageFormatError
 
 sys.path.insert(0, str(Path(__file__).parent))
 from policy_panda import HOME, JOINTS, profile
@@ -71,17 +70,29 @@ def test_unknown_unnorm_key_fails_at_start(tiny_policy):
         ModelChunkPolicy(tiny_policy._model, cfg_scale=1.5, ddim_steps=10, seed=None, unnorm_key="bridge")
 
 
-def bad_frame() -> np.ndarray:
-    raise ImageFormatError("truncated frame")
+class FailsOnce:
+    """The tiny policy with one model failure first: what a CUDA error or a bad checkpoint gives."""
+
+    def __init__(self, policy: ModelChunkPolicy) -> None:
+        self._policy, self._failed = policy, False
+
+    def view_size(self, width: int, height: int) -> tuple[int, int]:
+        return self._policy.view_size(width, height)
+
+    def predict(self, images: list[np.ndarray], instruction: str):
+        if not self._failed:
+            self._failed = True
+            raise RuntimeError("simulated model failure")
+        return self._policy.predict(images, instruction)
 
 
-def test_worker_feeds_the_controller_and_survives_bad_frames(tiny_policy):
+def test_worker_feeds_the_controller_and_survives_a_model_error(tiny_policy):
     now = [100.0]
     # The clock stands still while the model runs, so nothing goes stale and no step is skipped.
     controller = PolicyController.from_params(profile(), lambda: now[0])
     controller.set_model_ready()
     controller.on_instruction("pick up the red block.", now[0])
-    controller.on_joint_state(list(JOINTS), list(HOME), now[0])
+    controller.on_joint_state(list(JOINTS), list(HOME), now[0], now[0])
     errors: list[Exception] = []
     failed, delivered = threading.Event(), threading.Event()
 
@@ -93,19 +104,19 @@ def test_worker_feeds_the_controller_and_survives_bad_frames(tiny_policy):
         controller.on_chunk(result)
         delivered.set()
 
-    worker = InferenceWorker(tiny_policy, "latent", controller.next_request, deliver, report)
+    worker = InferenceWorker(FailsOnce(tiny_policy), "latent", controller.next_request, deliver, report)
     worker.start()
     try:
-        controller.on_camera(0, CameraFrame(now[0], "scene", bad_frame))
-        worker.wake()
-        assert failed.wait(60.0), "the bad frame was not reported"
         frame = np.full((120, 160, 3), 90, np.uint8)
-        controller.on_camera(0, CameraFrame(now[0] + 0.01, "scene", lambda: frame))
+        controller.on_camera(0, CameraFrame(now[0], "scene", frame), now[0])
+        worker.wake()
+        assert failed.wait(60.0), "the model error was not reported"
+        controller.on_camera(0, CameraFrame(now[0] + 0.01, "scene", frame), now[0])
         worker.wake()
         assert delivered.wait(120.0), "no chunk from the worker"
     finally:
         worker.stop()
-    assert isinstance(errors[0], ImageFormatError)
+    assert isinstance(errors[0], RuntimeError)
     now[0] += 0.1
     result = controller.tick(now[0])
     assert result.state is PolicyState.RUNNING and result.command is not None
@@ -114,7 +125,7 @@ def test_worker_feeds_the_controller_and_survives_bad_frames(tiny_policy):
 
 def test_run_once_reports_latency_and_the_newest_frame_stamp(tiny_policy):
     worker = InferenceWorker(tiny_policy, "latent", lambda: None, lambda r: None, lambda e: None)
-    frames = tuple(CameraFrame(t, "scene", lambda: np.zeros((64, 64, 3), np.uint8)) for t in (5.0, 5.02))
+    frames = tuple(CameraFrame(t, "scene", np.zeros((64, 64, 3), np.uint8)) for t in (5.0, 5.02))
     result = worker.run_once(InferenceRequest(frames, "pick.", None, 0))
     assert result.latency_s > 0 and result.prediction.actions.shape == (16, 7)
     assert result.request.stamp == 5.02

@@ -7,7 +7,14 @@ import pytest
 
 from internvla_policy.control.kinematics import JointLimits
 from internvla_policy.control.pose import Pose, rotation_angle, rpy_to_matrix
-from internvla_policy.control.safety import SafetyGate, SafetyLimits, limit_joint_step, limit_pose_step
+from internvla_policy.control.safety import (
+    SafetyGate,
+    SafetyLimits,
+    joint_limit_problem,
+    limit_joint_step,
+    limit_pose_step,
+    workspace_problem,
+)
 from internvla_policy.control.state import PolicyState
 
 LIMITS = SafetyLimits(
@@ -82,10 +89,31 @@ def test_joint_measured_beyond_the_margin_moves_inward_only():
     assert 0.45 <= q[1] < 0.48
 
 
-def test_joint_command_never_exceeds_the_urdf_limits():
-    # Measured beyond the URDF limit (1.0): one velocity step (0.01) would still be outside it.
-    q, _ = limit_joint_step(np.array([1.2, 0.0]), np.array([1.2, 0.0]), 0.01, LIMITS)
-    assert q[0] == pytest.approx(1.0)
+def test_velocity_limit_holds_even_when_the_measured_joint_is_outside_the_urdf_limits():
+    # Measured 0.3 beyond the URDF limit (1.0): the command moves inward by one velocity step
+    # (0.01), not to the limit in one jump (the old final clip commanded a 0.2 rad step).
+    q, clamps = limit_joint_step(np.array([1.3, 0.0]), np.array([1.3, 0.0]), 0.01, LIMITS)
+    assert clamps == ["joint_position", "joint_velocity"]
+    np.testing.assert_allclose(q, [1.29, 0.0])
+
+
+def test_a_joint_inside_the_urdf_limits_is_commanded_inside_them():
+    q, _ = limit_joint_step(np.array([0.999, 0.499]), np.array([5.0, 5.0]), 1.0, LIMITS)
+    assert np.all(q <= LIMITS.joints.upper)
+
+
+def test_measured_joints_outside_the_limits_beyond_the_tolerance_are_a_fault():
+    names = ("a", "b")
+    assert joint_limit_problem(names, np.array([1.04, -2.04]), LIMITS) is None  # within 0.05
+    problem = joint_limit_problem(names, np.array([0.0, 0.8]), LIMITS)
+    assert problem.startswith("joint b measured at 0.800, outside its URDF limits [-2.000, 0.500]")
+    assert "a" in joint_limit_problem(names, np.array([1e9, 0.0]), LIMITS)
+
+
+def test_a_tool_outside_the_workspace_beyond_the_tolerance_is_a_fault():
+    assert workspace_problem(np.array([0.5, 0.0, 0.5]), LIMITS) is None
+    assert workspace_problem(np.array([0.84, 0.0, 0.5]), LIMITS) is None  # 4 cm out: tolerated
+    assert "0.920 m outside the workspace box" in workspace_problem(np.array([1.72, 0.0, 0.5]), LIMITS)
 
 
 def test_gate_enable_flag():
