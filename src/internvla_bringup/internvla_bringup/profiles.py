@@ -197,7 +197,10 @@ class SafetySection:
     max_translation_per_tick: float
     max_rotation_per_tick: float
     joint_velocity_scale: float
+    joint_limit_tolerance: float
+    workspace_tolerance: float
     max_camera_age: float
+    max_future_stamp: float
     max_joint_state_age: float
     max_spatial_prompt_age: float
     start_enabled: bool
@@ -347,7 +350,10 @@ def parse_profile(document: Any, source: str = "<profile>") -> RobotProfile:
         max_translation_per_tick=safety.number("max_translation_per_tick", strictly_positive=True, high=0.5),
         max_rotation_per_tick=safety.number("max_rotation_per_tick", strictly_positive=True, high=math.pi),
         joint_velocity_scale=safety.number("joint_velocity_scale", 0.5, strictly_positive=True, high=1.0),
+        joint_limit_tolerance=safety.number("joint_limit_tolerance", 0.05, low=0.0, high=0.5),
+        workspace_tolerance=safety.number("workspace_tolerance", 0.05, low=0.0, high=0.5),
         max_camera_age=safety.number("max_camera_age", 0.5, strictly_positive=True),
+        max_future_stamp=safety.number("max_future_stamp", 0.1, low=0.0, high=5.0),
         max_joint_state_age=safety.number("max_joint_state_age", 0.25, strictly_positive=True),
         max_spatial_prompt_age=safety.number("max_spatial_prompt_age", 10.0, strictly_positive=True),
         start_enabled=safety.flag("start_enabled", False),
