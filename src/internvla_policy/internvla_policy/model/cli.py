@@ -1,4 +1,4 @@
-"""``internvla-m1``: inspect a run, predict an action chunk, answer a prompt, or write the tiny model.
+"""``internvla-m1``: inspect a run, predict an action chunk, answer a prompt, serve, or write the tiny model.
 
 User errors (missing files, a bad checkpoint, wrong images or keys) print one message and exit
 with status 1; nothing here prints a stack trace for them.
@@ -7,8 +7,13 @@ with status 1; nothing here prints a stack trace for them.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
+import os
+import signal
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,7 +22,11 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from transformers.utils import logging as hf_logging
 
+from ..control.model_policy import set_torch_threads
+from ..serving.protocol import Limits
+from ..serving.server import DEFAULT_PORT, HEALTH_PATH, TOKEN_ENV, PolicyServer, ServerSettings
 from .benchmark import BenchSettings, format_report, run_benchmark
+from .cache import inference_for
 from .checkpoint import locate_run, match_state_dict, read_state_dict
 from .errors import CheckpointError
 from .internvla_m1 import InternVLAM1, resolve_device, resolve_dtype
@@ -125,9 +134,44 @@ def _parser() -> argparse.ArgumentParser:
         "--threads",
         type=int,
         default=0,
-        help="torch CPU threads (default 0: all cores this process may use but one)",
+        help="torch CPU threads (default 0: all cores but one)",
     )
     bench.set_defaults(handler=_bench)
+
+    serve = commands.add_parser(
+        "serve",
+        help="serve the model over upstream's websocket protocol (openpi-client and upstream clients work)",
+        description=(
+            "Serve action chunks over websocket + msgpack (upstream InternVLA-M1's and openpi's protocol). "
+            "Requests that arrive within --batch-wait-ms of each other share one forward. Binds "
+            f"127.0.0.1 unless --host says otherwise; with a token (--token, or ${TOKEN_ENV}) clients must "
+            "send 'Authorization: Api-Key <token>'. Health check: GET /healthz."
+        ),
+    )
+    _add_run_arguments(serve)
+    _add_runtime_arguments(serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0: every interface)")
+    serve.add_argument("--port", type=int, default=DEFAULT_PORT, help="TCP port (0: any free port)")
+    serve.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_ENV) or None,
+        help=f"shared token clients must send (default: ${TOKEN_ENV}; prefer that: argv is visible to all)",
+    )
+    serve.add_argument("--max-message-mb", type=float, default=32.0, help="largest request frame (MiB)")
+    serve.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=5.0,
+        help="how long a request waits for others to join its forward",
+    )
+    serve.add_argument("--max-batch", type=int, default=16, help="most samples in one forward")
+    serve.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (default 0: all cores this process may use but one)",
+    )
+    serve.set_defaults(handler=_serve)
 
     tiny = commands.add_parser("tiny", help="write a tiny random model in the released run layout")
     tiny.add_argument("out_dir", type=Path, help="run folder to create")
@@ -253,6 +297,57 @@ def _bench(args: argparse.Namespace) -> int:
     print(format_report(result))
     print(f"wrote {args.out / 'bench.json'}")
     return 0 if result["agreement_ok"] else 2
+
+
+def _serve(args: argparse.Namespace) -> int:
+    if args.max_message_mb <= 0 or args.batch_wait_ms < 0 or args.max_batch < 1 or args.threads < 0:
+        raise ValueError(
+            "--max-message-mb must be > 0, --batch-wait-ms >= 0, --max-batch >= 1, --threads >= 0"
+        )
+    if not 0 <= args.port <= 65535:
+        raise ValueError(f"--port must be within [0, 65535], got {args.port}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per health check otherwise
+    set_torch_threads(args.threads)
+    model = inference_for(_load(args))
+    limits = Limits()
+    settings = ServerSettings(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        max_message_bytes=int(args.max_message_mb * 2**20),
+        batch_wait_s=args.batch_wait_ms / 1000,
+        max_batch_samples=max(args.max_batch, limits.max_samples),
+        limits=limits,
+        model_name=str(args.run),
+    )
+    if settings.token is None and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"internvla-m1: warning: serving on {args.host} without a token: anyone who can reach the port "
+            "can run inference",
+            file=sys.stderr,
+        )
+    blank = np.zeros((224, 224, 3), dtype=np.uint8)
+    started = time.perf_counter()
+    # The first call's one-off costs are paid here, not by the first client.
+    model.predict_action([[blank]], ["warm up"], seed=0)
+    print(f"warm-up {time.perf_counter() - started:.2f} s", flush=True)
+    asyncio.run(_serve_until_signal(PolicyServer(model, settings)))
+    return 0
+
+
+async def _serve_until_signal(server: PolicyServer) -> None:
+    """Serve until SIGINT or SIGTERM, then close the connections and finish the running forward."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+
+    def ready(port: int) -> None:
+        host = server.settings.host
+        print(f"serving ws://{host}:{port} (health: http://{host}:{port}{HEALTH_PATH})", flush=True)
+
+    await server.run(stop, ready)
 
 
 def _tiny(args: argparse.Namespace) -> int:

@@ -186,6 +186,7 @@ class InternVLAM1(nn.Module):
         generator: torch.Generator | None = None,
         unnorm_key: str | None = None,
         prompt_template: bool = True,
+        noise: torch.Tensor | None = None,
     ) -> ActionPrediction:
         """Sample one action chunk per sample (each a list of camera views) with DDIM.
 
@@ -194,7 +195,9 @@ class InternVLAM1(nn.Module):
 
         The initial noise [B, horizon, A] is drawn on the CPU from ``generator``, else from a fresh
         generator seeded with ``seed``, else from torch's global RNG, so a seed gives the same noise
-        on every device. Guidance runs when ``cfg_scale > 1``.
+        on every device. ``noise`` gives it outright instead: the inference server merges requests
+        into one forward and draws each request's share from that request's own seed. Guidance runs
+        when ``cfg_scale > 1``.
         """
         key = resolve_unnorm_key(self.norm_stats, unnorm_key)
         schedule = ddim_schedule(self.config.diffusion_steps, ddim_steps)  # refuse a bad count before work
@@ -214,7 +217,7 @@ class InternVLAM1(nn.Module):
             with self._timed(timings, "qformer"):
                 condition = self.condition_tokens(hidden, dino_tokens)
             with self._timed(timings, "dit"):
-                normalized = self._sample(condition, cfg_scale, schedule, generator).cpu().numpy()
+                normalized = self._sample(condition, cfg_scale, schedule, generator, noise).cpu().numpy()
         timings["total"] = sum(timings.values())
         actions = unnormalize_actions(normalized, self.norm_stats[key]["action"])
         return ActionPrediction(normalized=normalized, actions=actions, unnorm_key=key, timings=timings)
@@ -308,10 +311,11 @@ class InternVLAM1(nn.Module):
         cfg_scale: float,
         schedule: DdimSchedule,
         generator: torch.Generator | None,
+        noise: torch.Tensor | None,
     ) -> torch.Tensor:
         shape = (condition.shape[0], self.config.horizon, self.config.action_dim)
-        noise = initial_noise(shape, generator).to(self.device)
-        return ddim_sample(self.noise_predictor(condition, cfg_scale), noise, schedule)
+        start = initial_noise(shape, generator, noise).to(self.device)
+        return ddim_sample(self.noise_predictor(condition, cfg_scale), start, schedule)
 
     def noise_predictor(
         self, condition: torch.Tensor, cfg_scale: float, net: nn.Module | None = None
@@ -346,9 +350,16 @@ class InternVLAM1(nn.Module):
             torch.cuda.synchronize(self.device)
 
 
-def initial_noise(shape: tuple[int, ...], generator: torch.Generator | None) -> torch.Tensor:
+def initial_noise(
+    shape: tuple[int, ...], generator: torch.Generator | None, given: torch.Tensor | None = None
+) -> torch.Tensor:
     """The sampler's starting noise, float32, drawn where ``generator`` lives (torch's global CPU RNG
-    without one), so that a seed gives the same noise whatever device the model runs on."""
+    without one), so that a seed gives the same noise whatever device the model runs on; ``given``
+    (a caller's own draw) is checked against ``shape`` and used instead."""
+    if given is not None:
+        if tuple(given.shape) != tuple(shape):
+            raise ValueError(f"noise of shape {list(given.shape)} given, the batch needs {list(shape)}")
+        return given.to(torch.float32)
     device = generator.device if generator is not None else torch.device("cpu")
     return torch.randn(shape, generator=generator, device=device, dtype=torch.float32)
 

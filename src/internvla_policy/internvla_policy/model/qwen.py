@@ -139,15 +139,17 @@ class QwenProcessor:
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) qwen-vl-utils' ``smart_resize`` gives a source image: multiples of 28 near the
         original, within the processor's pixel budget. Qwen's pixel answers refer to this size."""
+        return fitted_size(width, height, **self.resize_settings())
+
+    def resize_settings(self) -> dict[str, int]:
+        """What ``target_size`` depends on: the inference server sends it to remote clients, which need
+        view sizes (spatial prompts in text) without loading the processor."""
         processor = self.image_processor
-        new_height, new_width = smart_resize(
-            height,
-            width,
-            factor=processor.patch_size * processor.merge_size,
-            min_pixels=processor.size["shortest_edge"],
-            max_pixels=processor.size["longest_edge"],
-        )
-        return new_width, new_height
+        return {
+            "factor": processor.patch_size * processor.merge_size,
+            "min_pixels": processor.size["shortest_edge"],
+            "max_pixels": processor.size["longest_edge"],
+        }
 
     def fit(self, image: Image.Image) -> Image.Image:
         """qwen-vl-utils' ``fetch_image`` resize (bicubic, skipped when the size is already right)."""
@@ -206,6 +208,14 @@ class QwenProcessor:
 
     def decode(self, token_ids: Sequence[int]) -> str:
         return self.tokenizer.decode(token_ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+
+def fitted_size(width: int, height: int, *, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """(width, height) after ``smart_resize`` with these settings (see ``QwenProcessor.target_size``)."""
+    new_height, new_width = smart_resize(
+        height, width, factor=factor, min_pixels=min_pixels, max_pixels=max_pixels
+    )
+    return new_width, new_height
 
 
 def _expand_image_tokens(prompt: str, counts: Sequence[int]) -> str:

@@ -395,6 +395,7 @@ class FastInference:
         generator: torch.Generator | None = None,
         unnorm_key: str | None = None,
         prompt_template: bool = True,
+        noise: torch.Tensor | None = None,
     ) -> ActionPrediction:
         """:meth:`InternVLAM1.predict_action`: same arguments, same result. ``timings`` holds seconds for
         setup (building a plan or a prompt's stages, first calls only), preprocess, vlm, dino, qformer,
@@ -419,7 +420,7 @@ class FastInference:
             dit = plan.sampler(cfg_scale, ddim_steps)
             clock.mark("setup")
             plan.frames.load([frame for sample in frames for frame in sample])
-            plan.load_noise(initial_noise(tuple(plan.noise.shape), generator))
+            plan.load_noise(initial_noise(tuple(plan.noise.shape), generator, noise))
             plan.preprocess()
             clock.mark("preprocess")
             for stage in (vlm, plan.dino, qformer, dit):
