@@ -198,7 +198,9 @@ class BatchScheduler:
                     break
                 self._cond.wait(remaining)
             self._queue = [job for job in self._queue if job not in batch]
-        return [job for job in batch if job.future.set_running_or_notify_cancel()]
+            live = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            self._stats.cancelled += len(batch) - len(live)
+        return live
 
     def _serve(self, jobs: list[_Job]) -> None:
         try:
