@@ -23,6 +23,7 @@ from internvla_policy.control.kinematics import BACKENDS
 from internvla_policy.control.spatial_prompt import MODES as PROMPT_MODES
 
 GRIPPER_MODES = ("fraction", "none")
+INFERENCE_BACKENDS = ("local", "remote")
 DTYPES = ("float32", "bfloat16", "float16")
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
@@ -203,6 +204,26 @@ class PolicyParams:
     share_model: bool = _param(
         True, "bool", "Share one loaded model with other nodes of this process (same checkpoint and device)."
     )
+    inference_backend: str = _param(
+        "local",
+        "str",
+        "'local': load the checkpoint in this process; 'remote': ask the inference server at server_uri "
+        "(internvla-m1 serve) and load nothing here.",
+        choices=INFERENCE_BACKENDS,
+    )
+    server_uri: str = _param(
+        "ws://127.0.0.1:10093",
+        "str",
+        "Inference server for inference_backend 'remote' (ws:// or wss://); its token, if it needs one, "
+        "comes from the environment variable INTERNVLA_M1_TOKEN, never from a parameter.",
+    )
+    server_timeout_s: float = _param(
+        1.0,
+        "float",
+        "Remote backend: a server silent this long (keepalive unanswered) counts as gone and the robot "
+        "holds until it is back; a closed connection holds at once (s).",
+        positive=True,
+    )
     # Action selection ----------------------------------------------------------------------------
     ensemble_mode: str = _param(
         "adaptive",
@@ -251,6 +272,8 @@ class PolicyParams:
             raise ConfigError(f"action_axis_signs must be +1 or -1 each, got {list(self.action_axis_signs)}")
         if not _DEVICE.match(self.device):
             raise ConfigError(f"device must be 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        if self.inference_backend == "remote" and not self.server_uri.startswith(("ws://", "wss://")):
+            raise ConfigError(f"server_uri must start with ws:// or wss://, got {self.server_uri!r}")
         if self.kinematics_backend == "moveit" and not self.moveit_group:
             raise ConfigError("kinematics_backend 'moveit' needs moveit_group (the MoveIt planning group)")
 

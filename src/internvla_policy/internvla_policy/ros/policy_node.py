@@ -82,7 +82,11 @@ ik_max_iterations (int, 200), ik_damping (double, 0.01).
 Model: base_vlm (string, '' = from the checkpoint config), device ('cpu' | 'cuda' | 'cuda:N',
 'cpu'), dtype ('float32' | 'bfloat16' | 'float16', 'float32'), cfg_scale (double, 1.5),
 ddim_steps (int, 10), seed (int, -1 = fresh noise per chunk), torch_threads (int, 0 = all cores
-but one), share_model (bool, true).
+but one), share_model (bool, true), inference_backend ('local' | 'remote', 'local'), server_uri
+(string, 'ws://127.0.0.1:10093'), server_timeout_s (double, 1.0). With 'remote' the node loads no
+model: it asks `internvla-m1 serve` (token from $INTERNVLA_M1_TOKEN) and is in ERROR, sending no
+commands, from the moment the connection is lost until it is back (the current chunk is not played
+out); replies that are errors, late or not a finite [horizon, 7] chunk are inference errors.
 
 Action selection: ensemble_mode ('adaptive' | 'newest', 'adaptive'), ensemble_k (int, 2),
 ensemble_alpha (double, 0.1), spatial_prompt_mode ('latent' | 'text' | 'overlay' | 'off',
@@ -98,6 +102,7 @@ import functools
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
 import rclpy
@@ -116,7 +121,7 @@ from internvla_msgs.msg import SpatialPrompt as SpatialPromptMsg
 from internvla_policy.control.action import ACTION_SPACE, DIMENSION_NAMES
 from internvla_policy.control.config import ConfigError, PolicyParams
 from internvla_policy.control.controller import WAITING_FOR_CHUNK, Command, PolicyController, ReceivedChunk
-from internvla_policy.control.inference import InferenceWorker
+from internvla_policy.control.inference import ChunkPolicy, InferenceWorker
 from internvla_policy.control.observation import CameraFrame, InvalidInputError
 from internvla_policy.control.spatial_prompt import SpatialPrompt, needs_prompt, prompt_size_problem
 from internvla_policy.control.state import PolicyState
@@ -128,6 +133,9 @@ from internvla_policy.ros.msg_conversions import (
 )
 from internvla_policy.ros.shutdown import interruptible
 from internvla_policy.vision.imaging import ImageFormatError
+
+if TYPE_CHECKING:
+    from internvla_policy.control.remote_policy import RemoteChunkPolicy
 
 NODE_NAME = "internvla_policy"
 MAX_CAMERA_PIXELS = 4096 * 4096
@@ -157,6 +165,7 @@ class PolicyNode(Node):
         self.controller = PolicyController.from_params(self.params, self._now)
         self._closing = threading.Event()
         self._worker: InferenceWorker | None = None
+        self._remote: RemoteChunkPolicy | None = None  # with inference_backend 'remote'
         self._warmup_s = 0.0
         self._last_state: PolicyState | None = None
         self._last_detail = ""
@@ -218,7 +227,61 @@ class PolicyNode(Node):
         self.create_timer(1.0 / p.status_rate_hz, self._publish_status)
 
     def _load_model(self) -> None:
-        """Load and warm up the model off the executor; the node reports STARTING meanwhile."""
+        """Load and warm up the model off the executor (or connect to the inference server); the node
+        reports STARTING meanwhile."""
+        p = self.params
+        policy = self._remote_policy() if p.inference_backend == "remote" else self._local_policy()
+        if policy is None:
+            return
+        worker = InferenceWorker(
+            policy,
+            p.spatial_prompt_mode,
+            self.controller.next_request,
+            self.controller.on_chunk,
+            self._on_inference_error,
+        )
+        if self._closing.is_set():
+            return
+        self._worker = worker
+        worker.start()
+        if p.inference_backend == "local":
+            self.controller.set_model_ready()  # remote: once connected (_on_server_connected)
+
+    def _remote_policy(self) -> ChunkPolicy:
+        """The inference server as the worker's policy; commands flow only while it is connected."""
+        from internvla_policy.control.remote_policy import RemoteChunkPolicy
+
+        p = self.params
+        self._remote = RemoteChunkPolicy(
+            p.server_uri,
+            cfg_scale=p.cfg_scale,
+            ddim_steps=p.ddim_steps,
+            seed=None if p.seed < 0 else p.seed,
+            unnorm_key=p.unnorm_key or None,
+            prompt_template=p.spatial_prompt_mode != "off",
+            control_period_s=p.control_period_s,
+            timeout_s=p.server_timeout_s,
+            on_connected=self._on_server_connected,
+            on_lost=self._on_server_lost,
+        )
+        self._remote.start()
+        return self._remote
+
+    def _on_server_connected(self, metadata: dict) -> None:
+        self.controller.set_model_ready()
+        self.get_logger().info(
+            f"inference server {self.params.server_uri}: {metadata['model']} on {metadata['device']}/"
+            f"{metadata['dtype']}, unnorm keys {metadata['unnorm_keys']}"
+        )
+
+    def _on_server_lost(self, reason: str) -> None:
+        """Block commands at once: the schedule alone would keep executing the current chunk."""
+        uri = self.params.server_uri
+        self.controller.set_model_error(f"inference server {uri} unreachable ({reason}); reconnecting")
+        self.get_logger().error(f"inference server {uri} unreachable: {reason}; holding and reconnecting")
+
+    def _local_policy(self) -> ChunkPolicy | None:
+        """The checkpoint loaded and warmed up in this process; None (and the ERROR state) when it fails."""
         # Imported here so that torch and transformers load on this thread, not before the first status.
         from internvla_policy.control.model_policy import ModelChunkPolicy, set_torch_threads
         from internvla_policy.model import load_for_inference
@@ -245,29 +308,20 @@ class PolicyNode(Node):
         except Exception as exc:  # any load failure becomes the ERROR state, never a dead node
             self.controller.set_model_error(f"model could not be loaded: {type(exc).__name__}: {exc}")
             self.get_logger().error(f"cannot load checkpoint {p.checkpoint!r}: {exc}")
-            return
+            return None
         self.get_logger().info(
             f"model ready: {p.checkpoint} on {p.device}/{p.dtype} ({threads} CPU threads), unnorm_key "
             f"'{policy.unnorm_key}', load {loaded - started:.1f} s, warm-up {self._warmup_s:.2f} s"
         )
-        worker = InferenceWorker(
-            policy,
-            p.spatial_prompt_mode,
-            self.controller.next_request,
-            self.controller.on_chunk,
-            self._on_inference_error,
-        )
-        if self._closing.is_set():
-            return
-        self._worker = worker
-        worker.start()
-        self.controller.set_model_ready()
+        return policy
 
     def shutdown(self) -> None:
         """Stop inference; a model still loading will not start it."""
         self._closing.set()
         if self._worker is not None:
             self._worker.stop()
+        if self._remote is not None:
+            self._remote.close()
 
     # Inputs ------------------------------------------------------------------------------------
 
@@ -421,7 +475,9 @@ class PolicyNode(Node):
             state=int(self._last_state if self._last_state is not None else PolicyState.STARTING),
             detail=self._last_detail,
             instruction=self.controller.instruction,
-            model=self.params.checkpoint,
+            model=self.params.server_uri
+            if self.params.inference_backend == "remote"
+            else self.params.checkpoint,
             device=self.params.device,
             last_inference_latency=duration_from_seconds(stats.last_inference_latency_s),
             warmup_duration=duration_from_seconds(self._warmup_s),
