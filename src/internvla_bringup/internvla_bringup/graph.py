@@ -19,7 +19,7 @@ import xacro
 import yaml
 
 from internvla_bringup.checkpoints import resolve_checkpoint, resolve_device
-from internvla_bringup.profiles import SPATIAL_PROMPT_MODES, RobotProfile, profile_dir
+from internvla_bringup.profiles import INFERENCE_BACKENDS, SPATIAL_PROMPT_MODES, RobotProfile, profile_dir
 from internvla_bringup.sim.assets import robot_description
 from internvla_policy.data.meta import DatasetMeta
 
@@ -62,6 +62,13 @@ LAUNCH_ARGUMENTS: tuple[LaunchArgument, ...] = (
     ),
     LaunchArgument("share_model", "true", "grounding and policy in one process sharing one loaded model"),
     LaunchArgument("spatial_prompt_mode", "", f"{' | '.join(SPATIAL_PROMPT_MODES)}; empty = the profile's"),
+    LaunchArgument(
+        "inference_backend",
+        "",
+        "local: the policy loads the checkpoint; remote: it asks the inference server at server_uri "
+        "(internvla-m1 serve); empty = the profile's",
+    ),
+    LaunchArgument("server_uri", "", "inference server, ws://host:port; empty = the profile's"),
     LaunchArgument(
         "enable",
         "",
@@ -115,6 +122,8 @@ class GraphOptions:
     use_grounding: bool = True
     share_model: bool = True
     spatial_prompt_mode: str = ""
+    inference_backend: str = ""
+    server_uri: str = ""
     enable: bool | None = None
     rviz: bool = True
     replay: str = ""
@@ -138,6 +147,11 @@ class GraphOptions:
                 f"launch argument spatial_prompt_mode:={mode!r}: expected one of "
                 f"{', '.join(SPATIAL_PROMPT_MODES)}"
             )
+        backend = merged["inference_backend"]
+        if backend and backend not in INFERENCE_BACKENDS:
+            raise GraphArgumentError(
+                f"launch argument inference_backend:={backend!r}: expected {' or '.join(INFERENCE_BACKENDS)}"
+            )
         return cls(
             sim=_flag("sim", merged["sim"]),
             checkpoint=merged["checkpoint"],
@@ -146,6 +160,8 @@ class GraphOptions:
             use_grounding=_flag("use_grounding", merged["use_grounding"]),
             share_model=_flag("share_model", merged["share_model"]),
             spatial_prompt_mode=mode,
+            inference_backend=backend,
+            server_uri=merged["server_uri"],
             enable=_flag("enable", merged["enable"]) if merged["enable"] else None,
             rviz=_flag("rviz", merged["rviz"]),
             replay=merged["replay"],
@@ -224,6 +240,8 @@ def _policy_parameters(
         "ensemble_k": control.ensemble_k,
         "ensemble_alpha": control.ensemble_alpha,
         "spatial_prompt_mode": options.spatial_prompt_mode or model.spatial_prompt_mode,
+        "inference_backend": options.inference_backend or model.inference_backend,
+        "server_uri": options.server_uri or model.server_uri,
     }
 
 

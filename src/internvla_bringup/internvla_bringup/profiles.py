@@ -19,6 +19,8 @@ from ament_index_python.packages import PackageNotFoundError, get_package_share_
 CONFIG_DIR_ENV = "INTERNVLA_PROFILE_DIR"
 ACTION_FRAMES = ("base", "ee")
 SPATIAL_PROMPT_MODES = ("latent", "text", "overlay", "off")
+INFERENCE_BACKENDS = ("local", "remote")
+DEFAULT_SERVER_URI = "ws://127.0.0.1:10093"  # internvla-m1 serve's default
 ENSEMBLE_MODES = ("adaptive", "newest")
 GROUNDING_KINDS = ("box", "point", "trace")
 GRIPPER_MODES = ("fraction", "none")
@@ -220,6 +222,9 @@ class ModelSection:
     cfg_scale: float
     ddim_steps: int
     spatial_prompt_mode: str
+    inference_backend: str
+    """'local' (the policy loads the checkpoint) or 'remote' (it asks the server at server_uri)."""
+    server_uri: str
 
 
 @dataclass(frozen=True)
@@ -372,6 +377,8 @@ def parse_profile(document: Any, source: str = "<profile>") -> RobotProfile:
         cfg_scale=model.number("cfg_scale", 1.5, low=0.0, high=20.0),
         ddim_steps=model.integer("ddim_steps", 10, low=1, high=100),
         spatial_prompt_mode=model.text("spatial_prompt_mode", "latent", SPATIAL_PROMPT_MODES),
+        inference_backend=model.text("inference_backend", "local", INFERENCE_BACKENDS),
+        server_uri=model.text("server_uri", DEFAULT_SERVER_URI),
     )
     model.done()
 

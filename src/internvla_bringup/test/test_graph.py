@@ -66,6 +66,15 @@ def test_separate_processes_and_no_grounding(tmp_path, checkpoint):
     assert [s.name for s in alone] == ["sim_robot", "policy", "robot_state_publisher"]
 
 
+def test_inference_backend_reaches_the_policy(tmp_path, checkpoint):
+    profile = load_profile("franka")
+    local = describe_graph(profile, _options(checkpoint, use_grounding="false"), tmp_path)[1]
+    assert local.parameters["policy"]["inference_backend"] == "local"
+    options = _options(checkpoint, inference_backend="remote", server_uri="ws://gpu-box:10093")
+    policy = describe_graph(profile, options, tmp_path)[1].parameters["policy"]
+    assert (policy["inference_backend"], policy["server_uri"]) == ("remote", "ws://gpu-box:10093")
+
+
 def test_replay_replaces_the_robot(tmp_path, checkpoint):
     options = _options(checkpoint, replay="/data/set", episode="2", replay_cameras="video.ego_view")
     specs = describe_graph(load_profile("franka"), options, tmp_path)
@@ -83,6 +92,7 @@ def test_replay_replaces_the_robot(tmp_path, checkpoint):
         ({"sim": "maybe"}, "sim:='maybe': expected true or false"),
         ({"episode": "two"}, "episode:='two': expected an integer"),
         ({"spatial_prompt_mode": "loud"}, "spatial_prompt_mode:='loud'"),
+        ({"inference_backend": "cloud"}, "inference_backend:='cloud': expected local or remote"),
         ({"simulate": "true"}, "unknown launch argument 'simulate'"),
     ],
 )
