@@ -8,8 +8,9 @@ local model error).
 A server that is gone must stop the robot quickly, and the chunk schedule alone would not: it keeps
 executing the current chunk for up to its horizon (16 control periods). So the connection is watched
 all the time, not only during a request: a reader thread sees a closed connection at once (a killed
-server's socket is closed by its kernel), and keepalive pings every ``timeout_s / 2`` find a server
-that stopped answering without closing (frozen, network cut) within about ``timeout_s``. Either way
+server's socket is closed by its kernel), and keepalive pings every ``timeout_s / 4`` find a server
+that stopped answering without closing (frozen, network cut) within ``timeout_s`` (pong wait
+``timeout_s / 2``: a loaded server's event loop can be that late without being gone). Either way
 ``on_lost`` fires and the node blocks commands until ``on_connected`` fires again; the thread keeps
 reconnecting every ``retry_s``.
 """
@@ -190,9 +191,10 @@ class RemoteChunkPolicy:
                     compression=None,
                     proxy=None,
                     open_timeout=OPEN_TIMEOUT_S,
-                    ping_interval=self._timeout_s / 2,
+                    # Worst case from the last sign of life to on_lost: the sum, timeout_s.
+                    ping_interval=self._timeout_s / 4,
                     ping_timeout=self._timeout_s / 2,
-                    close_timeout=self._timeout_s,
+                    close_timeout=self._timeout_s / 4,
                     max_size=MAX_REPLY_BYTES,
                 ) as connection:
                     metadata = self._check_metadata(wire.unpack(connection.recv(timeout=OPEN_TIMEOUT_S)))

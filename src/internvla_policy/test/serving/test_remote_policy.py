@@ -3,6 +3,9 @@ server noticed at once and reconnected, and every malformed reply refused."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,6 +22,18 @@ from internvla_policy.serving import wire
 from internvla_policy.serving.protocol import PROTOCOL
 from internvla_policy.serving.server import PolicyServer, ServerSettings, ServerThread
 
+WEBSOCKET_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455's handshake constant
+ROGUE_METADATA = {
+    "protocol": PROTOCOL,
+    "model": "rogue",
+    "device": "cpu",
+    "dtype": "float32",
+    "action_dim": 7,
+    "action_horizon": 16,
+    "unnorm_keys": ["franka"],
+    "image_size": [224, 224],
+    "view_resize": {"factor": 28, "min_pixels": 3136, "max_pixels": 12845056},
+}
 SETTINGS = {"cfg_scale": 1.5, "ddim_steps": 10, "seed": 11, "unnorm_key": "franka", "prompt_template": True}
 PERIOD_S = 0.1
 
@@ -106,26 +121,56 @@ def test_wrong_server_or_refused_key_never_counts_as_connected(serve, frame: np.
         policy.close()
 
 
+def test_a_silent_server_is_lost_within_the_timeout(frame: np.ndarray):
+    """A server that accepts, sends its metadata and then answers nothing, not even pings (frozen,
+    or the network cut without a reset): lost within about ``timeout_s``, not after the TCP timeout."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    frozen: list[socket.socket] = []
+
+    def accept() -> None:
+        connection, _ = listener.accept()
+        request = connection.recv(4096).decode()
+        key = next(
+            line.split(":", 1)[1].strip()
+            for line in request.split("\r\n")
+            if line.lower().startswith("sec-websocket-key")
+        )
+        accept_key = base64.b64encode(hashlib.sha1((key + WEBSOCKET_GUID).encode()).digest()).decode()
+        connection.sendall(
+            (
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Accept: {accept_key}\r\n\r\n"
+            ).encode()
+        )
+        metadata = wire.pack(ROGUE_METADATA)
+        connection.sendall(bytes([0x82, 126]) + len(metadata).to_bytes(2, "big") + metadata)
+        frozen.append(connection)  # never read from again
+
+    threading.Thread(target=accept, daemon=True).start()
+    events = Events()
+    policy = remote(f"ws://127.0.0.1:{listener.getsockname()[1]}", events, timeout_s=0.5)
+    try:
+        connected = events.wait("connected")
+        lost = events.wait("lost", timeout_s=10.0)
+        print(f"silent server lost {lost - connected:.2f} s after connecting")
+        assert lost - connected < 2 * 0.5
+        with pytest.raises(ConnectionError):
+            policy.predict([frame], "pick up the red block.")
+    finally:
+        policy.close()
+        listener.close()
+        for connection in frozen:
+            connection.close()
+
+
 @pytest.fixture
 def rogue_server() -> Iterator[Callable[[Callable[[dict], object]], str]]:
     """A server that speaks the handshake and metadata right, then answers with ``answer(request)``."""
     servers = []
 
     def start(answer: Callable[[dict], object]) -> str:
-        metadata = {
-            "protocol": PROTOCOL,
-            "model": "rogue",
-            "device": "cpu",
-            "dtype": "float32",
-            "action_dim": 7,
-            "action_horizon": 16,
-            "unnorm_keys": ["franka"],
-            "image_size": [224, 224],
-            "view_resize": {"factor": 28, "min_pixels": 3136, "max_pixels": 12845056},
-        }
-
         def handler(connection: ServerConnection) -> None:
-            connection.send(wire.pack(metadata))
+            connection.send(wire.pack(ROGUE_METADATA))
             for frame in connection:
                 reply = answer(wire.unpack(frame))
                 if reply is not None:
