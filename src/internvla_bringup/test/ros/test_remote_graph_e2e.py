@@ -89,6 +89,7 @@ def test_remote_backend_drives_the_arm_and_survives_a_server_restart(tmp_path):
                 client.describe()
             )
             assert "unreachable" in client.latest_status.detail
+            print(f"inference errors counted: {client.latest_status.inference_errors}")
             time.sleep(2.0)
             late = [_stamp(c) - killed_wall for c in observer.commands_since(killed)]
             last = max(late, default=0.0)

@@ -484,6 +484,7 @@ class PolicyNode(Node):
             chunk_count=stats.chunk_count,
             commands_published=stats.commands,
             dropped_inputs=stats.dropped_inputs,
+            inference_errors=stats.inference_errors,
             enabled=gate.enabled,
             estopped=gate.estopped,
         )
