@@ -112,6 +112,9 @@ class PolicyServer:
                 self.settings.port,
                 process_request=self._check_http,
                 max_size=self.settings.max_message_bytes,
+                # Frames are answered one at a time, so a client sending ahead gets at most two
+                # buffered (each up to max_size), then TCP backpressure; not 16, the library default.
+                max_queue=2,
                 compression=None,
             ) as server:
                 port = next(iter(server.sockets)).getsockname()[1]

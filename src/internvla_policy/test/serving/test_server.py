@@ -18,7 +18,9 @@ from openpi_client.websocket_client_policy import WebsocketClientPolicy
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from internvla_policy.model import InternVLAM1
+from internvla_policy.model.fast import FastInference
 from internvla_policy.serving import wire
+from internvla_policy.serving.server import PolicyServer, ServerSettings, ServerThread
 
 INSTRUCTION = "pick up the red block."
 FLOAT32_ROUNDING = 5e-5
@@ -141,6 +143,28 @@ def test_concurrent_clients_share_one_forward(serve, model: InternVLAM1, frame: 
         assert_close(data, expected.normalized, expected.actions)
     stats = server.server.stats()["batching"]
     assert (stats["forwards"], stats["requests"], stats["largest_forward_requests"]) == (2, 4, 3)
+
+
+def test_the_fast_path_serves_merged_requests(model: InternVLAM1, frame: np.ndarray):
+    """FastInference (what a GPU server runs; eager float32 on the CPU) takes the merged noise too."""
+    fast = FastInference(model)
+    with ServerThread(PolicyServer(fast, ServerSettings(port=0, batch_wait_s=1.0))) as server:
+        clients = [WebsocketClientPolicy(server.uri) for _ in range(2)]
+        replies: list[dict] = [{}, {}]
+        threads = [
+            threading.Thread(
+                target=lambda i=i: replies.__setitem__(i, clients[i].infer(payload(frame, seed=i)))
+            )
+            for i in range(2)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    for seed, reply in enumerate(replies):
+        assert reply["data"]["batch"]["requests"] == 2
+        expected = model.predict_action([[frame]], [INSTRUCTION], seed=seed, unnorm_key="franka")
+        assert_close(reply["data"], expected.normalized, expected.actions)
 
 
 def _bad_array(dtype: str, shape: list[int], data: bytes) -> dict:
