@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
 from internvla_policy.control.action import DIMENSION_NAMES
@@ -202,7 +202,7 @@ class RemoteChunkPolicy:
                     reported = None
                     self._on_connected(metadata)
                     reason = self._read(connection)
-            except (OSError, InvalidHandshake, InvalidURI, ConnectionClosed, ValueError) as exc:
+            except Exception as exc:  # whatever happened, the node must hear it and the thread go on
                 reason = f"{type(exc).__name__}: {exc}"
             finally:
                 self._attach(None, {})
@@ -232,6 +232,9 @@ class RemoteChunkPolicy:
     def _check_metadata(self, metadata: Any) -> dict[str, Any]:
         if not isinstance(metadata, dict) or metadata.get("protocol") != PROTOCOL:
             raise InvalidReplyError(f"{self.uri} is not an internvla-m1 server (protocol {PROTOCOL})")
+        horizon = metadata.get("action_horizon")
+        if not isinstance(horizon, int) or isinstance(horizon, bool) or horizon < 1:
+            raise InvalidReplyError(f"the server's metadata has no usable action_horizon: {horizon!r}")
         if metadata.get("action_dim") != len(DIMENSION_NAMES):
             raise InvalidReplyError(
                 f"the server's model predicts {metadata.get('action_dim')}-D actions; the policy node "

@@ -310,14 +310,14 @@ def _serve(args: argparse.Namespace) -> int:
     logging.getLogger("websockets").setLevel(logging.WARNING)  # one line per health check otherwise
     set_torch_threads(args.threads)
     model = inference_for(_load(args))
-    limits = Limits()
+    limits = Limits(max_samples=min(Limits.max_samples, args.max_batch))
     settings = ServerSettings(
         host=args.host,
         port=args.port,
         token=args.token,
         max_message_bytes=int(args.max_message_mb * 2**20),
         batch_wait_s=args.batch_wait_ms / 1000,
-        max_batch_samples=max(args.max_batch, limits.max_samples),
+        max_batch_samples=args.max_batch,
         limits=limits,
         model_name=str(args.run),
     )

@@ -270,8 +270,8 @@ class PolicyNode(Node):
     def _on_server_connected(self, metadata: dict) -> None:
         self.controller.set_model_ready()
         self.get_logger().info(
-            f"inference server {self.params.server_uri}: {metadata['model']} on {metadata['device']}/"
-            f"{metadata['dtype']}, unnorm keys {metadata['unnorm_keys']}"
+            f"inference server {self.params.server_uri}: {metadata.get('model')} on "
+            f"{metadata.get('device')}/{metadata.get('dtype')}, unnorm keys {metadata.get('unnorm_keys')}"
         )
 
     def _on_server_lost(self, reason: str) -> None:
@@ -318,10 +318,10 @@ class PolicyNode(Node):
     def shutdown(self) -> None:
         """Stop inference; a model still loading will not start it."""
         self._closing.set()
+        if self._remote is not None:
+            self._remote.close()  # first: a request waiting for its reply fails at once
         if self._worker is not None:
             self._worker.stop()
-        if self._remote is not None:
-            self._remote.close()
 
     # Inputs ------------------------------------------------------------------------------------
 

@@ -37,10 +37,11 @@ from websockets.asyncio.server import Request, Response, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from internvla_policy.serving import wire
-from internvla_policy.serving.batching import BatchScheduler, InferenceModel
+from internvla_policy.serving.batching import BatchScheduler, InferenceModel, ServedChunk
 from internvla_policy.serving.protocol import (
     PROTOCOL,
     ErrorCode,
+    InferRequest,
     Limits,
     RequestError,
     error_reply,
@@ -214,7 +215,7 @@ class PolicyServer:
                 request_id, RequestError(f"{type(exc).__name__}: {exc}", code=ErrorCode.INTERNAL)
             )
 
-    async def _infer(self, request: Any, connection: ServerConnection) -> Any:
+    async def _infer(self, request: InferRequest, connection: ServerConnection) -> ServedChunk | None:
         """Wait for the batch thread's answer, or withdraw the request if the client goes away first."""
         future = asyncio.wrap_future(self._scheduler.submit(self._scheduler.check(request)))
         closed = asyncio.ensure_future(connection.wait_closed())
