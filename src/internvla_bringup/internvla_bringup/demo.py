@@ -115,8 +115,11 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def _wait_for_policy(client: GraphClient, runner: GraphRunner, timeout_s: float) -> None:
-    """Block until the policy reports it is ready for an instruction (model loaded, warmed up)."""
+def wait_for_policy(client: GraphClient, runner: GraphRunner, timeout_s: float, label: str = "demo") -> None:
+    """Block until the policy reports it is ready for an instruction (model loaded, warmed up).
+
+    Progress lines start with ``label``: the demo and the soak (``internvla_bringup.soak``) both wait here.
+    """
     ready = (PolicyStatus.STATE_WAITING, PolicyStatus.STATE_RUNNING, PolicyStatus.STATE_HOLDING)
     deadline = time.monotonic() + timeout_s
     last = ""
@@ -132,7 +135,7 @@ def _wait_for_policy(client: GraphClient, runner: GraphRunner, timeout_s: float)
             else f"policy {STATE_NAMES[status.state]}: {status.detail}"
         )
         if text != last:
-            print(f"demo: {text}", flush=True)
+            print(f"{label}: {text}", flush=True)
             last = text
         if not runner.running():
             raise RuntimeError(f"the graph stopped while starting (logs: {runner.log_dir})")
@@ -163,7 +166,7 @@ def run_demo(settings: DemoSettings) -> dict:
     started = time.monotonic()
     with GraphClient(name="internvla_demo") as client, GraphRunner(specs, out / "logs") as runner:
         recorder = DemoRecorder(client, profile)
-        _wait_for_policy(client, runner, timeout_s=settings.timeout_s)
+        wait_for_policy(client, runner, timeout_s=settings.timeout_s)
         client.send_instruction(settings.instruction)
         print(f"demo: instruction sent: {settings.instruction!r}", flush=True)
         success = False

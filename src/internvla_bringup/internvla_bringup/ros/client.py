@@ -16,7 +16,7 @@ from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSDurabilityPolicy, QoSProfile, QoSReliabilityPolicy
 from std_msgs.msg import String
-from std_srvs.srv import SetBool
+from std_srvs.srv import SetBool, Trigger
 
 from internvla_msgs.msg import PolicyStatus, SpatialPrompt
 
@@ -83,11 +83,19 @@ class GraphClient:
     def set_enabled(
         self, enable: bool, service: str = "/policy/enable", timeout_s: float = 10.0
     ) -> tuple[bool, str]:
-        client = self.node.create_client(SetBool, service)
+        return self._call(SetBool, service, SetBool.Request(data=enable), timeout_s)
+
+    def reset_simulator(self, service: str = "/sim_robot/reset", timeout_s: float = 10.0) -> tuple[bool, str]:
+        """A new simulated episode (next seed's layout, the arm at home); the message is its status JSON."""
+        return self._call(Trigger, service, Trigger.Request(), timeout_s)
+
+    def _call(self, kind: type, service: str, request: object, timeout_s: float) -> tuple[bool, str]:
+        """Call a service whose response has ``success`` and ``message`` (SetBool, Trigger)."""
+        client = self.node.create_client(kind, service)
         try:
             if not client.wait_for_service(timeout_sec=timeout_s):
                 return False, f"service {service} not available (is the graph running?)"
-            future = client.call_async(SetBool.Request(data=enable))
+            future = client.call_async(request)
             deadline = time.monotonic() + timeout_s
             while not future.done() and time.monotonic() < deadline:
                 time.sleep(0.02)
