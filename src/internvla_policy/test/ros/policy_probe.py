@@ -7,11 +7,12 @@ Franka's home pose, the instruction, the e-stop, and the node's services.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +79,34 @@ def start_node(tmp_path: Path, params: dict) -> tuple[subprocess.Popen, Path]:
     with log.open("w") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     return process, log
+
+
+@contextlib.contextmanager
+def node_process(tmp_path: Path, params: dict) -> Iterator[subprocess.Popen]:
+    """The node running with `params`; stopped afterwards and its log printed (pytest shows it on failure)."""
+    process, log = start_node(tmp_path, params)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        print(log.read_text())
+
+
+@contextlib.contextmanager
+def probe_session(probe_type: type[Probe] | None = None) -> Iterator[Probe]:
+    """rclpy initialised in this process and a probe spinning, for a test module."""
+    rclpy.init()
+    probe = (probe_type or Probe)()
+    try:
+        yield probe
+    finally:
+        probe.close()
+        rclpy.try_shutdown()
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = TIMEOUT_S, what: str = "condition") -> None:

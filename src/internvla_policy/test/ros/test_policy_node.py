@@ -8,14 +8,12 @@ pose, the instruction, the e-stop, and the node's services.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
@@ -34,8 +32,9 @@ from policy_probe import (
     VELOCITY_SCALE,
     WORKSPACE_MAX,
     WORKSPACE_MIN,
-    Probe,
     node_parameters,
+    node_process,
+    probe_session,
     seconds,
     start_node,
     wait_for,
@@ -47,26 +46,16 @@ from policy_panda import BASE, EE, HOME, JOINTS, LOWER, UPPER, VELOCITY, panda_u
 
 @pytest.fixture(scope="module")
 def probe():
-    rclpy.init()
-    probe = Probe()
-    yield probe
-    probe.close()
-    rclpy.try_shutdown()
+    with probe_session() as probe:
+        yield probe
 
 
 @pytest.fixture(scope="module")
 def policy_node(probe, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("policy_node")
     run = write_tiny_run(tmp_path / "tiny", seed=0)
-    process, log = start_node(tmp_path, node_parameters(str(run)))
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-    print(log.read_text())
+    with node_process(tmp_path, node_parameters(str(run))) as process:
+        yield process
 
 
 def assert_within_limits(trajectories: list, poses: list) -> None:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rclpy
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool, String
 from std_srvs.srv import Trigger
@@ -35,8 +34,9 @@ from policy_probe import (
     RELIABLE,
     Probe,
     node_parameters,
+    node_process,
+    probe_session,
     seconds,
-    start_node,
     wait_for,
 )
 
@@ -98,11 +98,8 @@ def rss_mb(pid: int) -> float:
 
 @pytest.fixture(scope="module")
 def probe():
-    rclpy.init()
-    probe = FaultProbe()
-    yield probe
-    probe.close()
-    rclpy.try_shutdown()
+    with probe_session(FaultProbe) as probe:
+        yield probe
 
 
 @pytest.fixture(scope="module")
@@ -110,17 +107,10 @@ def policy_node(probe, tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("policy_node_faults")
     run = write_tiny_run(tmp_path / "tiny", seed=0)
     params = node_parameters(str(run), spatial_prompt_mode="text", joint_state_max_age_s=JOINT_MAX_AGE)
-    process, log = start_node(tmp_path, params)
-    wait_for(lambda: probe.latest_status() is not None, what="the node's first status")
-    probe.restore()
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=20)
-    except Exception:
-        process.kill()
-        process.wait()
-    print(log.read_text()[-20000:])
+    with node_process(tmp_path, params) as process:
+        wait_for(lambda: probe.latest_status() is not None, what="the node's first status")
+        probe.restore()
+        yield process
 
 
 # The seven behaviours -------------------------------------------------------------------------
