@@ -28,7 +28,7 @@ from internvla_policy.control.action import ActionConvention
 from internvla_policy.control.config import ConfigError, PolicyParams
 from internvla_policy.control.ensembler import ChunkSchedule, ScheduledChunk
 from internvla_policy.control.inference import ChunkResult, InferenceRequest
-from internvla_policy.control.instruction import MAX_INSTRUCTION_LENGTH, instruction_problem
+from internvla_policy.control.instruction import instruction_problem
 from internvla_policy.control.kinematics import Kinematics, KinematicsError, make_kinematics
 from internvla_policy.control.observation import (
     CameraFrame,
@@ -65,8 +65,8 @@ class ControllerSettings:
     instruction_max_age_s: float
     spatial_prompt_max_age_s: float
     spatial_prompt_mode: str
-    future_stamp_tolerance_s: float = 0.1
-    max_instruction_length: int = MAX_INSTRUCTION_LENGTH
+    future_stamp_tolerance_s: float
+    max_instruction_length: int
 
 
 @dataclass(frozen=True)
@@ -220,12 +220,11 @@ class PolicyController:
         Frames older than the stored one are ignored (reordering), not counted as faults.
         """
         s = self.settings
-        name = f"camera '{s.camera_names[index]}' frame"
-        problem = stamp_problem(name, frame.stamp, now, s.camera_max_age_s, s.future_stamp_tolerance_s)
+        problem = stamp_problem(frame.stamp, now, s.camera_max_age_s, s.future_stamp_tolerance_s)
+        if problem is not None:
+            self.drop_input()
+            return f"camera '{s.camera_names[index]}' frame {problem}"
         with self._lock:
-            if problem is not None:
-                self.stats.dropped_inputs += 1
-                return problem
             current = self._frames[index]
             if current is None or frame.stamp >= current.stamp:
                 self._frames[index] = frame
@@ -241,12 +240,10 @@ class PolicyController:
         fault that holds until a valid state replaces it.
         """
         s = self.settings
-        problem = stamp_problem(
-            "joint state", stamp, now, s.joint_state_max_age_s, s.future_stamp_tolerance_s
-        )
+        problem = stamp_problem(stamp, now, s.joint_state_max_age_s, s.future_stamp_tolerance_s)
         if problem is not None:
             self.drop_input()
-            return problem
+            return f"joint state {problem}"
         try:
             q = self._matcher.match(names, positions)
             fault = joint_limit_problem(self._kinematics.joint_names, q, self._limits)

@@ -56,10 +56,9 @@ class JointSample:
     stamp: float
 
 
-def stamp_problem(
-    name: str, stamp: float, now: float, max_age_s: float, future_tolerance_s: float
-) -> str | None:
-    """Why a message's stamp makes it unusable on arrival; None when it may be stored.
+def stamp_problem(stamp: float, now: float, max_age_s: float, future_tolerance_s: float) -> str | None:
+    """Why a message's stamp makes it unusable on arrival (to follow the input's name); None when it
+    may be stored.
 
     A stamp ahead of the clock by more than `future_tolerance_s` would stay "the newest" and make
     the input look fresh for as long as it is ahead, so it is refused; so is one already older
@@ -68,9 +67,9 @@ def stamp_problem(
     """
     ahead = stamp - now
     if ahead > future_tolerance_s:
-        return f"{name} stamped {ahead:.3f} s in the future (tolerance {future_tolerance_s:.3f} s)"
+        return f"stamped {ahead:.3f} s in the future (tolerance {future_tolerance_s:.3f} s)"
     if max_age_s > 0.0 and -ahead > max_age_s:
-        return f"{name} already {-ahead:.2f} s old on arrival (max {max_age_s:.2f} s)"
+        return f"already {-ahead:.2f} s old on arrival (max {max_age_s:.2f} s)"
     return None
 
 

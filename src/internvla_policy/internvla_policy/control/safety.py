@@ -41,8 +41,8 @@ class SafetyLimits:
     joints: JointLimits
     joint_position_margin: float
     joint_velocity_scale: float
-    joint_limit_tolerance: float = 0.05
-    workspace_tolerance: float = 0.05
+    joint_limit_tolerance: float
+    workspace_tolerance: float
 
 
 def limit_pose_step(current: Pose, target: Pose, limits: SafetyLimits) -> tuple[Pose, list[str]]:

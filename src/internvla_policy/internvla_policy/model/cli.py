@@ -130,12 +130,7 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument(
         "--compile-dit", action="store_true", help="fast path: torch.compile the DiT before graph capture"
     )
-    bench.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (default 0: all cores but one)",
-    )
+    _add_threads_argument(bench)
     bench.set_defaults(handler=_bench)
 
     serve = commands.add_parser(
@@ -165,12 +160,7 @@ def _parser() -> argparse.ArgumentParser:
         help="how long a request waits for others to join its forward",
     )
     serve.add_argument("--max-batch", type=int, default=16, help="most samples in one forward")
-    serve.add_argument(
-        "--threads",
-        type=int,
-        default=0,
-        help="torch CPU threads (default 0: all cores this process may use but one)",
-    )
+    _add_threads_argument(serve)
     serve.set_defaults(handler=_serve)
 
     tiny = commands.add_parser("tiny", help="write a tiny random model in the released run layout")
@@ -192,6 +182,16 @@ def _add_runtime_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument(
         "--dtype", default="float32", help="weight and compute dtype: float32, bfloat16, float16"
+    )
+
+
+def _add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """For `set_torch_threads`: the spare core it leaves by default keeps other work on time."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="torch CPU threads (default 0: all cores this process may use but one)",
     )
 
 

@@ -29,6 +29,7 @@ model has exactly the released keys and runs in the released architecture and up
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -123,8 +124,7 @@ def folded_weights(net: DiT, statistics: ConditionStatistics) -> dict[str, torch
     return {key: value.to(weight.dtype) for key, value in zip(FOLDED_KEYS, folded, strict=True)}
 
 
-def trained_weights(model: InternVLAM1) -> dict[str, torch.Tensor]:
-    """Copies of the tensors of ``FOLDED_KEYS`` as trained (standardisation not folded in): what a
-    resumed run continues from."""
-    state = model.state_dict()
+def trained_weights(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copies of the tensors of ``FOLDED_KEYS`` in a model's ``state_dict`` as trained (standardisation
+    not folded in): what a resumed run continues from."""
     return {key: state[key].detach().clone() for key in FOLDED_KEYS}

@@ -252,7 +252,7 @@ class Trainer:
         weights = self.model.state_dict()
         trained = {}
         if self.settings.standardize_condition:
-            trained = trained_weights(self.model)
+            trained = trained_weights(weights)
             weights = {**weights, **self._folded_weights()}
         path = save_weights(self.run_dir, weights, self.step)
         TrainerState(

@@ -32,6 +32,14 @@ class Rig:
         self.kinematics = PinocchioKinematics(panda_urdf(), JOINTS, BASE, EE)
         self.controller = PolicyController.from_params(profile(**overrides), lambda: self.now)
 
+    @classmethod
+    def ready(cls, **overrides) -> Rig:
+        """A rig whose model is loaded and whose instruction is set: commands wait only on inputs."""
+        rig = cls(**overrides)
+        rig.controller.set_model_ready()
+        rig.controller.on_instruction("pick up the red block.", rig.now)
+        return rig
+
     def feed(self, q: np.ndarray = HOME) -> None:
         """Fresh camera frame and joint state stamped now."""
         self.controller.on_camera(0, CameraFrame(self.now, "scene", IMAGE), self.now)
@@ -60,10 +68,7 @@ def chunk(dx: float = 0.01, gripper: float = 1.0) -> np.ndarray:
 
 @pytest.fixture
 def rig() -> Rig:
-    rig = Rig()
-    rig.controller.set_model_ready()
-    rig.controller.on_instruction("pick up the red block.", rig.now)
-    return rig
+    return Rig.ready()
 
 
 def test_state_progression_to_a_command_within_limits():
@@ -185,9 +190,7 @@ def test_an_exhausted_chunk_holds(rig):
 
 
 def test_text_mode_waits_for_a_prompt_of_the_current_instruction():
-    rig = Rig(spatial_prompt_mode="text")
-    rig.controller.set_model_ready()
-    rig.controller.on_instruction("pick up the red block.", rig.now)
+    rig = Rig.ready(spatial_prompt_mode="text")
     rig.feed()
     assert "no fresh spatial prompt" in rig.tick().detail
     other = SpatialPrompt("open the drawer.", "scene", GroundingResult(64, 48))
@@ -266,9 +269,7 @@ def test_a_joint_slightly_outside_its_limit_moves_inward_within_one_velocity_ste
 
 def test_an_end_effector_outside_the_workspace_is_a_fault_that_holds():
     # The Franka's home tool is at x ~ 0.31 m: a box starting at x = 0.4 m leaves it 9 cm outside.
-    rig = Rig(workspace_min=[0.4, -0.5, 0.05])
-    rig.controller.set_model_ready()
-    rig.controller.on_instruction("pick up the red block.", rig.now)
+    rig = Rig.ready(workspace_min=[0.4, -0.5, 0.05])
     rig.feed()
     rig.infer(chunk())
     result = rig.tick()
@@ -295,9 +296,7 @@ def test_instructions_over_the_limit_or_with_control_characters_stop_the_task(ri
 
 
 def test_a_refused_spatial_prompt_holds_until_a_valid_one():
-    rig = Rig(spatial_prompt_mode="text")
-    rig.controller.set_model_ready()
-    rig.controller.on_instruction("pick up the red block.", rig.now)
+    rig = Rig.ready(spatial_prompt_mode="text")
     prompt = SpatialPrompt("pick up the red block.", "scene", GroundingResult(64, 48))
     rig.controller.on_spatial_prompt(prompt, rig.now)
     rig.feed()

@@ -27,6 +27,8 @@ LIMITS = SafetyLimits(
     ),
     joint_position_margin=0.05,
     joint_velocity_scale=0.5,
+    joint_limit_tolerance=0.05,
+    workspace_tolerance=0.05,
 )
 CURRENT = Pose(np.array([0.5, 0.0, 0.5]), np.eye(3))
 

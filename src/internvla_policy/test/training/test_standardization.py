@@ -72,7 +72,7 @@ def test_folding_keeps_the_noise_predictions_and_the_released_keys(tmp_path, dty
         return [dit(actions, timesteps, condition), dit(actions, timesteps, uncondition), guided.to(dtype)]
 
     before = predictions(model, standardize(condition, statistics))
-    trained = trained_weights(model)
+    trained = trained_weights(model.state_dict())
     folded_state = {**model.state_dict(), **folded_weights(net, statistics)}
 
     released, _ = _small_model(tmp_path / "b", seed=3)
